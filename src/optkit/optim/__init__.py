@@ -1,0 +1,5 @@
+"""Training optimizers: ``torch.optim.Optimizer`` subclasses."""
+
+from .adam import Adam, AdamW
+
+__all__ = ["Adam", "AdamW"]

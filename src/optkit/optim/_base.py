@@ -1,0 +1,138 @@
+"""What every optkit optimizer shares: the step protocol, lazy state and device/dtype grouping.
+
+An optkit optimizer is a thin ``torch.optim.Optimizer`` subclass: ``__init__`` validates and
+fills ``defaults``; :meth:`OptkitOptimizer._step_group` gathers one param group's tensors and
+calls the update rule, a function over *lists* of tensors (``torch._foreach_*`` or one of
+torch's fused kernels where that kernel computes exactly the same rule). A one-element list is
+the single-tensor case; there is no second copy of any rule.
+
+State keys and hyperparameter names are torch.optim's (``step``, ``exp_avg``, ``exp_avg_sq``,
+``momentum_buffer``, ``square_avg``, ``lr``, ``betas``, ...) so that state dicts interchange
+with torch.optim in both directions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["OptkitOptimizer", "fused_supported", "group_by_device_dtype", "increment_steps"]
+
+# Devices for which torch ships the fused Adam/AdamW/SGD kernels used below.
+_FUSED_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu"})
+_FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def fused_supported(tensors: Sequence[Tensor]) -> bool:
+    """True when every tensor is a plain dense floating tensor on a device with fused kernels."""
+    return all(
+        type(t) is Tensor
+        and t.device.type in _FUSED_DEVICES
+        and t.dtype in _FUSED_DTYPES
+        and not t.is_sparse
+        for t in tensors
+    )
+
+
+def group_by_device_dtype(
+    tensor_lists: Sequence[Sequence[Tensor | None]],
+) -> list[list[list[Tensor]]]:
+    """Split parallel tensor lists into sub-lists sharing one (device, dtype) of the first list.
+
+    Foreach ops and fused kernels want one device and one dtype per call. Lists that are empty
+    (an unused optional state such as ``max_exp_avg_sq``) stay empty in every bucket.
+
+    Example:
+        >>> a = [torch.zeros(2), torch.zeros(2, dtype=torch.float64), torch.ones(1)]
+        >>> [len(bucket[0]) for bucket in group_by_device_dtype([a, a])]
+        [2, 1]
+    """
+    leader = tensor_lists[0]
+    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for i, t in enumerate(leader):
+        buckets[(t.device, t.dtype)].append(i)
+    if len(buckets) == 1:
+        return [[list(lst) for lst in tensor_lists]]
+    return [
+        [[lst[i] for i in idx] if len(lst) else [] for lst in tensor_lists]
+        for idx in buckets.values()
+    ]
+
+
+_ONE_CPU = torch.tensor(1.0)
+
+
+def increment_steps(steps: list[Tensor]) -> None:
+    """``step += 1`` for a list of scalar step tensors, without re-wrapping 1 once per tensor."""
+    if steps[0].is_cpu:
+        torch._foreach_add_(steps, _ONE_CPU, alpha=1.0)
+    else:
+        torch._foreach_add_(steps, 1)
+
+
+class OptkitOptimizer(torch.optim.Optimizer):
+    """Base class: the ``step`` protocol shared by all optkit optimizers.
+
+    Subclasses implement :meth:`_step_group`, which reads ``group`` and updates the parameters
+    of that group that have a gradient.
+    """
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional; needed by none of
+                the first-order optimizers, accepted for drop-in use).
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """The group's parameters that have a gradient, and those gradients (dense only)."""
+        params, grads = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients; use "
+                    "torch.optim.SparseAdam or a dense embedding (sparse=False)"
+                )
+            params.append(p)
+            grads.append(p.grad)
+        return params, grads
+
+    def _step_tensor(self, state: dict[str, Any], param: Tensor, on_device: bool) -> Tensor:
+        """The ``step`` counter: a float32 scalar tensor, on the param's device for fused kernels.
+
+        Also converts a step loaded from an older state dict (a number) or from a torch.optim
+        state dict kept on another device.
+        """
+        device = param.device if on_device else torch.device("cpu")
+        step = state.get("step")
+        if step is None:
+            step = torch.zeros((), dtype=torch.float32, device=device)
+        elif not isinstance(step, Tensor):
+            step = torch.tensor(float(step), dtype=torch.float32, device=device)
+        elif step.device != device or step.dtype != torch.float32:
+            step = step.to(device=device, dtype=torch.float32)
+        else:
+            return step
+        state["step"] = step
+        return step
