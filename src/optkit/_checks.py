@@ -24,8 +24,9 @@ __all__ = [
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a number or a one-element tensor, got shape "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must be a number or a one-element tensor, got shape {tuple(value.shape)}"
+            )
         return float(value.item())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
@@ -54,8 +55,10 @@ def check_number(
     x = _as_float(name, value)
     below = x <= low if low_open else x < low
     above = x >= high if high_open else x > high
-    if math.isnan(x) or below or above or (math.isinf(x) and not math.isinf(high)):
-        raise ValueError(f"{name} must be {_describe(low, high, low_open, high_open)}, got {value!r}")
+    if math.isnan(x) or math.isinf(x) or below or above:
+        raise ValueError(
+            f"{name} must be {_describe(low, high, low_open, high_open)}, got {value!r}"
+        )
     return x
 
 
@@ -67,7 +70,7 @@ def _describe(low: float, high: float, low_open: bool, high_open: bool) -> str:
     if math.isinf(high):
         if math.isinf(low):
             return "a finite number"
-        return f"{'>' if low_open else '>='} {_fmt(low)}"
+        return f"finite and {'>' if low_open else '>='} {_fmt(low)}"
     if math.isinf(low):
         return f"{'<' if high_open else '<='} {_fmt(high)}"
     left = "(" if low_open else "["

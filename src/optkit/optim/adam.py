@@ -205,23 +205,32 @@ class Adam(OptkitOptimizer):
         )  # fmt: skip
 
     def _gather(self, group: dict[str, Any]) -> AdamTensors:
-        params, grads = self._params_with_grad(group)
-        fused = group["fused"]
-        on_device = fused_supported(params) if fused is None else fused
-        out = AdamTensors(params, grads, [], [], [], [])
-        for p in params:
-            state = self.state[p]
-            if "exp_avg" not in state:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group["amsgrad"]:
-                if "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
-                out.max_exp_avg_sqs.append(state["max_exp_avg_sq"])
-            out.exp_avgs.append(state["exp_avg"])
-            out.exp_avg_sqs.append(state["exp_avg_sq"])
-            out.steps.append(self._step_tensor(state, p, on_device))
-        return out
+        return gather_adam_state(self, group)
+
+
+def gather_adam_state(optimizer: OptkitOptimizer, group: dict[str, Any]) -> AdamTensors:
+    """One group's tensors with a gradient and their Adam state (created lazily, torch's keys).
+
+    Shared by :class:`Adam`/:class:`AdamW` and by the AdamW groups of :class:`optkit.Muon`, so
+    both keep the same state layout. ``group`` needs ``fused`` and ``amsgrad``.
+    """
+    params, grads = optimizer._params_with_grad(group)
+    fused = group["fused"]
+    on_device = fused_supported(params) if fused is None else fused
+    out = AdamTensors(params, grads, [], [], [], [])
+    for p in params:
+        state = optimizer.state[p]
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            if "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = torch.zeros_like(p)
+            out.max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+        out.exp_avgs.append(state["exp_avg"])
+        out.exp_avg_sqs.append(state["exp_avg_sq"])
+        out.steps.append(optimizer._step_tensor(state, p, on_device))
+    return out
 
 
 class AdamW(Adam):

@@ -1,0 +1,178 @@
+"""RMSprop: per-feature rescaling of the gradient by an EWMA of its square.
+
+Symbols (the lecture's notation): θ parameters, g gradient, s = ``square_avg``,
+m = ``grad_avg`` (centered), b = ``momentum_buffer``, γ = ``lr``, λ = ``alpha``, ε = ``eps``,
+w = ``weight_decay``, μ = ``momentum``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .._checks import check_number
+from ._base import OptkitOptimizer, group_by_device_dtype, increment_steps
+
+__all__ = ["RMSprop", "rmsprop_update"]
+
+
+class RMSpropTensors(NamedTuple):
+    params: list[Tensor]
+    grads: list[Tensor]
+    square_avgs: list[Tensor]
+    grad_avgs: list[Tensor]  # empty unless centered
+    momentum_buffers: list[Tensor]  # empty unless momentum > 0
+    steps: list[Tensor]
+
+
+def rmsprop_update(
+    tensors: RMSpropTensors,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool = False,
+) -> None:
+    """The RMSprop update, in place, over lists of tensors (see :class:`RMSprop` for the math).
+
+    torch ships no fused RMSprop kernel; this is the foreach path, with the same operations
+    as torch's foreach implementation and no more temporaries (one for the denominator).
+    """
+    if not tensors.params:
+        return
+    for params, grads, square_avgs, grad_avgs, buffers, steps in group_by_device_dtype(tensors):
+        increment_steps(steps)
+        if maximize:
+            grads = torch._foreach_neg(grads)
+        if weight_decay != 0:
+            if maximize:
+                torch._foreach_add_(grads, params, alpha=weight_decay)
+            else:
+                grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_mul_(square_avgs, alpha)
+        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+        if centered:
+            torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
+            denom = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(denom, eps)
+        if momentum > 0:
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_addcdiv_(buffers, grads, denom)
+            torch._foreach_add_(params, buffers, alpha=-lr)
+        else:
+            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+
+
+class RMSprop(OptkitOptimizer):
+    r"""RMSprop: divide each coordinate's gradient by the root of an EWMA of its square.
+
+    The lecture's RMSProp: a large gradient in one feature no longer swamps the others, since
+    every coordinate is rescaled by its own recent magnitude. Optional centering (divide by an
+    estimate of the standard deviation instead) and momentum on the rescaled step. Same names,
+    defaults and update as ``torch.optim.RMSprop`` (drop-in; equal in float64).
+    Departure from the lecture: its slide puts ε inside the root, √(s_t + ε) with ε ≈ 1e-6;
+    here, as in torch, ε = 1e-8 is added outside, √s_t + ε.
+
+    Symbols: γ = ``lr``, λ = ``alpha``, ε = ``eps``, w = ``weight_decay``, μ = ``momentum``.
+
+    .. code-block:: text
+
+        g_t = ∇J(θ_{t-1}) + w·θ_{t-1}            (−∇J when maximize)
+        s_t = λ·s_{t-1} + (1 − λ)·g_t²
+        m_t = λ·m_{t-1} + (1 − λ)·g_t              (centered only)
+        r_t = √(s_t − m_t²) + ε                    (centered)   or   r_t = √s_t + ε
+        b_t = μ·b_{t-1} + g_t / r_t                (μ > 0)
+        θ_t = θ_{t-1} − γ·b_t                      (μ > 0)   or   θ_{t-1} − γ·g_t / r_t
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: γ ≥ 0 (default 1e-2).
+        alpha: λ in [0, 1] (default 0.99).
+        eps: ε ≥ 0 (default 1e-8).
+        weight_decay: w ≥ 0, an L2 term in the gradient (default 0).
+        momentum: μ ≥ 0 (default 0).
+        centered: normalize by the estimated variance instead of the raw second moment.
+        maximize: ascend instead of descend (default False).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([3.0, -1e-3]))
+        >>> opt = RMSprop([w], lr=0.01)
+        >>> w.grad = torch.tensor([100.0, -1e-3])
+        >>> _ = opt.step()  # both coordinates move by about lr/√(1−λ) = 0.1
+        >>> (w.detach() - torch.tensor([3.0, -1e-3])).abs().round(decimals=3)
+        tensor([0.1000, 0.1000])
+
+    References:
+        Hinton, Srivastava & Swersky, "Neural Networks for Machine Learning", lecture 6e, 2012;
+        Graves, "Generating sequences with recurrent neural networks", 2013 (centered).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+            centered=bool(centered), maximize=bool(maximize),
+        )  # fmt: skip
+        _check_rmsprop(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        _check_rmsprop(self.param_groups[-1])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("momentum", 0)
+            group.setdefault("centered", False)
+            group.setdefault("maximize", False)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params, grads = self._params_with_grad(group)
+        out = RMSpropTensors(params, grads, [], [], [], [])
+        for p in params:
+            state = self.state[p]
+            if "square_avg" not in state:
+                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            out.square_avgs.append(state["square_avg"])
+            if group["momentum"] > 0:
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                out.momentum_buffers.append(state["momentum_buffer"])
+            if group["centered"]:
+                if "grad_avg" not in state:
+                    state["grad_avg"] = torch.zeros_like(p)
+                out.grad_avgs.append(state["grad_avg"])
+            out.steps.append(self._step_tensor(state, p, on_device=False))
+        rmsprop_update(
+            out, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+            weight_decay=group["weight_decay"], momentum=group["momentum"],
+            centered=group["centered"], maximize=group["maximize"],
+        )  # fmt: skip
+
+
+def _check_rmsprop(group: dict[str, Any]) -> None:
+    check_number("lr", group["lr"], 0.0)
+    check_number("alpha", group["alpha"], 0.0, 1.0)
+    check_number("eps", group["eps"], 0.0)
+    check_number("weight_decay", group["weight_decay"], 0.0)
+    check_number("momentum", group["momentum"], 0.0)
