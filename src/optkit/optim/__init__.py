@@ -1,5 +1,7 @@
 """Training optimizers: ``torch.optim.Optimizer`` subclasses."""
 
 from .adam import Adam, AdamW
+from .rmsprop import RMSprop
+from .sgd import SGD
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop"]
