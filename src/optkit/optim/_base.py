@@ -25,12 +25,13 @@ __all__ = ["OptkitOptimizer", "fused_supported", "group_by_device_dtype", "incre
 # Devices for which torch ships the fused Adam/AdamW/SGD kernels used below.
 _FUSED_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu"})
 _FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)  # subclasses such as DTensor take the foreach path
 
 
 def fused_supported(tensors: Sequence[Tensor]) -> bool:
     """True when every tensor is a plain dense floating tensor on a device with fused kernels."""
     return all(
-        type(t) is Tensor
+        type(t) in _PLAIN_TYPES
         and t.device.type in _FUSED_DEVICES
         and t.dtype in _FUSED_DTYPES
         and not t.is_sparse
