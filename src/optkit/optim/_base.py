@@ -28,12 +28,18 @@ _FUSED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.f
 _PLAIN_TYPES = (Tensor, torch.nn.Parameter)  # subclasses such as DTensor take the foreach path
 
 
-def fused_supported(tensors: Sequence[Tensor]) -> bool:
-    """True when every tensor is a plain dense floating tensor on a device with fused kernels."""
+def fused_supported(
+    tensors: Sequence[Tensor], cpu_dtypes: frozenset[torch.dtype] = _FUSED_DTYPES
+) -> bool:
+    """True when every tensor is a plain dense floating tensor on a device with fused kernels.
+
+    ``cpu_dtypes`` narrows the dtypes trusted on CPU (torch 2.13's CPU fused SGD miscomputes
+    float16/bfloat16, see :mod:`optkit.optim.sgd`).
+    """
     return all(
         type(t) in _PLAIN_TYPES
         and t.device.type in _FUSED_DEVICES
-        and t.dtype in _FUSED_DTYPES
+        and t.dtype in (cpu_dtypes if t.device.type == "cpu" else _FUSED_DTYPES)
         and not t.is_sparse
         for t in tensors
     )
