@@ -1,0 +1,21 @@
+"""SciPy-style minimization on torch: :func:`minimize`, :func:`minimize_module`.
+
+Layout: ``api`` (entry points and the :data:`METHODS` registry), ``objective`` (f, ∇f, ∇²f by
+autograd or user callables, caching, counters, NumPy bridge), ``line_search`` (strong Wolfe and
+Armijo on a scalar phi), ``directions`` (steepest descent, Newton, Newton-CG, BFGS, L-BFGS),
+``_loop`` (the one descent loop), ``first_order`` (gd … adamw through ``optkit.optim``),
+``result`` (:class:`OptimizeResult`, :class:`Status`).
+"""
+
+from .api import METHODS, Method, minimize, minimize_module
+from .result import OptimizeResult, Status, Trajectory
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "OptimizeResult",
+    "Status",
+    "Trajectory",
+    "minimize",
+    "minimize_module",
+]
