@@ -5,6 +5,7 @@ Training optimizers (``torch.optim.Optimizer`` subclasses): :class:`SGD`, :class
 """
 
 from . import problems
+from .advise import Advice, advise
 from .ewma import EWMA, ewma, sma
 from .minimize import OptimizeResult, minimize, minimize_module
 from .optim import SGD, Adam, AdamW, RMSprop
@@ -16,8 +17,10 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Advice",
     "OptimizeResult",
     "RMSprop",
+    "advise",
     "ewma",
     "minimize",
     "minimize_module",
