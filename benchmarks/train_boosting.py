@@ -1,0 +1,11 @@
+"""Thin wrapper: `python benchmarks/train_boosting.py [--seeds N] [--quick] [--out DIR]`.
+
+Same as `optkit bench boosting`; see :mod:`optkit.bench.boosting` for what it measures.
+"""
+
+import sys
+
+from optkit.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["boosting", *sys.argv[1:]]))

@@ -1,0 +1,11 @@
+"""Thin wrapper: `python benchmarks/train_grokking.py [--seeds N] [--quick] [--out DIR]`.
+
+Same as `optkit bench grokking`; see :mod:`optkit.bench.grokking` for what it measures.
+"""
+
+import sys
+
+from optkit.bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["grokking", *sys.argv[1:]]))
