@@ -19,8 +19,14 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# `optkit compare` (Rosenbrock, the lecture's methods) and `optkit ewma`, figures in demo-output/.
+# One torch thread: these problems are tiny, and thread wake-ups would dominate the timings.
 demo: $(STAMP)
-	$(PY) -m optkit.demo
+	$(VENV)/bin/optkit compare --out demo-output/compare --threads 1
+	$(VENV)/bin/optkit ewma --out demo-output/ewma
+	@echo
+	@echo "figures: demo-output/compare/trajectories.png demo-output/compare/loss_curves.png"
+	@echo "         demo-output/ewma/ewma_vs_sma.png  (tables above; JSON next to the figures)"
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -469,11 +469,14 @@ def _trial_runs(fun, x, a: Advice, budget: float) -> None:
         return
     share = budget / len(candidates)
     for m in candidates:
-        best, res = math.inf, None
+        best, res, gnorms = math.inf, None, []
         for _ in range(2):
             start = time.perf_counter()
+            gnorms = []
 
-            def out_of_time(_interim, start=start):
+            def out_of_time(interim, start=start, gnorms=gnorms):
+                g = torch.as_tensor(interim.jac).reshape(-1)
+                gnorms.append(float(torch.linalg.vector_norm(g, math.inf)))
                 return time.perf_counter() - start > share
 
             res = minimize(fun, x, method=m, callback=out_of_time)
@@ -489,6 +492,7 @@ def _trial_runs(fun, x, a: Advice, budget: float) -> None:
             "solved": bool(res.success),
             "fun": float(res.fun),
             "nit": int(res.nit),
+            "projected": _projected(gnorms, best),
         }
     solved = [t["fun"] for t in a.trial.values() if t["solved"] and math.isfinite(t["fun"])]
     f_best = min(solved, default=math.inf)
@@ -498,8 +502,21 @@ def _trial_runs(fun, x, a: Advice, budget: float) -> None:
         elif t["solved"]:  # converged, but to a worse stationary point
             t["worse"] = True
             a.estimates[m] = math.inf
-        else:  # not finished in its share: at least that long, likely what the model says
-            a.estimates[m] = max(a.estimates[m], 2 * t["seconds"])
+        else:  # not finished in its share: at least twice that, or what its progress says
+            a.estimates[m] = max(a.estimates[m], 2 * t["seconds"], t["projected"])
+
+
+def _projected(gnorms: list[float], seconds: float, gtol: float = 1e-5) -> float:
+    """Seconds to reach ‖g‖∞ ≤ gtol at the rate log‖g‖ fell over the second half of a trial."""
+    logs = [math.log(g) for g in gnorms if g > 0 and math.isfinite(g)]
+    if len(logs) < 4:
+        return 0.0
+    half = len(logs) // 2
+    rate = (logs[half] - logs[-1]) / (len(logs) - 1 - half)  # decrease per iteration
+    if rate <= 0:
+        return math.inf  # no progress: it will not finish soon
+    remaining = (logs[-1] - math.log(gtol)) / rate
+    return seconds + max(remaining, 0.0) * seconds / len(logs)
 
 
 def _advise_full_batch(a, fun, x, memory_limit: float, history: int, trial: float) -> None:
