@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_number, check_pair
-from ._base import OptkitOptimizer, fused_supported, group_by_device_dtype, increment_steps
+from ._base import (
+    OptkitOptimizer,
+    cpu_blocks,
+    fused_supported,
+    group_by_device_dtype,
+    increment_steps,
+)
 
 __all__ = ["Adam", "AdamW", "adam_update"]
 
@@ -79,16 +85,20 @@ def adam_update(
                 amsgrad=amsgrad, lr=lr, beta1=beta1, beta2=beta2,
                 weight_decay=weight_decay, eps=eps, maximize=maximize,
             )  # fmt: skip
-        else:
-            _adam_foreach(
-                params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps,
-                lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+            continue
+        t = [s.item() for s in steps]
+        step_sizes = [-lr / (1 - beta1**k) for k in t]
+        bias2_sqrt = [(1 - beta2**k) ** 0.5 for k in t]
+        lists = [params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_sizes, bias2_sqrt]
+        for block in cpu_blocks(lists):
+            _adam_block(
+                *block, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                 amsgrad=amsgrad, decoupled=decoupled, maximize=maximize,
             )  # fmt: skip
 
 
-def _adam_foreach(
-    params, grads, exp_avgs, exp_avg_sqs, max_sqs, steps,
+def _adam_block(
+    params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_sizes, bias2_sqrt,
     *, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize,
 ) -> None:  # fmt: skip
     if maximize:
@@ -108,9 +118,6 @@ def _adam_foreach(
         second = max_sqs
     else:
         second = exp_avg_sqs
-    t = [s.item() for s in steps]
-    step_sizes = [-lr / (1 - beta1**k) for k in t]
-    bias2_sqrt = [(1 - beta2**k) ** 0.5 for k in t]
     denom = torch._foreach_sqrt(second)
     torch._foreach_div_(denom, bias2_sqrt)
     torch._foreach_add_(denom, eps)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_number
-from ._base import OptkitOptimizer, group_by_device_dtype, increment_steps
+from ._base import OptkitOptimizer, cpu_blocks, group_by_device_dtype, increment_steps
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -42,34 +42,46 @@ def rmsprop_update(
     """The RMSprop update, in place, over lists of tensors (see :class:`RMSprop` for the math).
 
     torch ships no fused RMSprop kernel; this is the foreach path, with the same operations
-    as torch's foreach implementation and no more temporaries (one for the denominator).
+    as torch's foreach implementation, run block by block on CPU (see ``cpu_blocks``), so its
+    one temporary (the denominator) is one block, not one model, in size.
     """
     if not tensors.params:
         return
-    for params, grads, square_avgs, grad_avgs, buffers, steps in group_by_device_dtype(tensors):
-        increment_steps(steps)
+    for bucket in group_by_device_dtype(tensors):
+        increment_steps(bucket[-1])
+        for block in cpu_blocks(bucket[:-1]):
+            _rmsprop_block(
+                *block, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                momentum=momentum, centered=centered, maximize=maximize,
+            )  # fmt: skip
+
+
+def _rmsprop_block(
+    params, grads, square_avgs, grad_avgs, buffers,
+    *, lr, alpha, eps, weight_decay, momentum, centered, maximize,
+) -> None:  # fmt: skip
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
         if maximize:
-            grads = torch._foreach_neg(grads)
-        if weight_decay != 0:
-            if maximize:
-                torch._foreach_add_(grads, params, alpha=weight_decay)
-            else:
-                grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        torch._foreach_mul_(square_avgs, alpha)
-        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-        if centered:
-            torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
-            denom = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
-            torch._foreach_sqrt_(denom)
+            torch._foreach_add_(grads, params, alpha=weight_decay)
         else:
-            denom = torch._foreach_sqrt(square_avgs)
-        torch._foreach_add_(denom, eps)
-        if momentum > 0:
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_addcdiv_(buffers, grads, denom)
-            torch._foreach_add_(params, buffers, alpha=-lr)
-        else:
-            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(square_avgs, alpha)
+    torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
+    if centered:
+        torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
+        denom = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = torch._foreach_sqrt(square_avgs)
+    torch._foreach_add_(denom, eps)
+    if momentum > 0:
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_addcdiv_(buffers, grads, denom)
+        torch._foreach_add_(params, buffers, alpha=-lr)
+    else:
+        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
 
 
 class RMSprop(OptkitOptimizer):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_number
-from ._base import OptkitOptimizer, fused_supported, group_by_device_dtype
+from ._base import OptkitOptimizer, cpu_blocks, fused_supported, group_by_device_dtype
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -76,11 +76,12 @@ def sgd_update(
             if use_fused:
                 torch._fused_sgd_(p, g, b, **args)
             else:
-                _sgd_foreach(p, g, b, **args)
+                for block in cpu_blocks([p, g, b]):
+                    _sgd_block(*block, **args)
     return buffers
 
 
-def _sgd_foreach(
+def _sgd_block(
     params, grads, buffers, *, weight_decay, momentum, lr, dampening, nesterov, maximize,
     is_first_step,
 ) -> None:  # fmt: skip
