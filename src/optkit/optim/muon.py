@@ -1,0 +1,449 @@
+r"""Muon: momentum + orthogonalized update for hidden matrices, AdamW for the rest; one optimizer.
+
+Symbols (the lecture's Muon slide): θ ∈ ℝ^{m×n} a weight matrix, G_t its gradient, B_t the
+momentum buffer (``momentum_buffer``), μ = ``momentum``, γ = ``lr``, w = ``weight_decay``,
+O_t the orthogonalized update, r(m, n) the learning-rate adjustment (``adjust_lr``).
+
+One step of a "muon" param group is three stages, each a function over *lists* of tensors:
+
+1. :func:`momentum_update` — B_t and the direction U_t to orthogonalize (foreach ops);
+2. ``Muon._orthogonalize`` — O_t = NS(U_t) for the whole list: :func:`orthogonalize_many`,
+   which batches same-shape matrices into one ``bmm`` chain;
+3. :func:`apply_update` — decoupled decay and θ ← θ − γ·r·O_t (foreach ops).
+
+Stage 2 is the seam for distributed Muon: it receives the group's full list of matrices (in
+parameter order, already reshaped to ``(…, rows, cols)``) and must return one orthogonalized
+tensor per entry, same shape. A DDP/FSDP variant overrides ``_orthogonalize`` to give each rank
+a share of the list (or of the shards it owns), orthogonalize it with the same pure function
+and all-gather the results; stages 1 and 3 are elementwise and stay local.
+
+"adamw" groups call :func:`optkit.optim.adam.adam_update` — the one Adam/AdamW rule of optkit —
+with state created by :func:`optkit.optim.adam.gather_adam_state` (torch's keys), so the AdamW
+part is bit-identical to ``optkit.AdamW`` with the same hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_choice, check_int, check_number, check_pair
+from ._base import OptkitOptimizer
+from .adam import adam_update, check_adam_hyperparameters, gather_adam_state
+from .orthogonalize import ns_schedule, orthogonalize_many
+from .partition import ParamRecord, describe, partition
+from .qk_clip import AttentionSpec, QKClip, find_attention
+
+__all__ = ["Muon", "MuonClip", "apply_update", "lr_adjustment", "momentum_update"]
+
+ALGORITHMS = ("muon", "adamw")
+ADJUST_LR = ("spectral", "match_rms_adamw", None)
+
+
+def momentum_update(
+    grads: list[Tensor], bufs: list[Tensor], momentum: float, nesterov: bool
+) -> list[Tensor]:
+    """B ← μB + (1 − μ)G in place; return U = (1 − μ)G + μB (nesterov) or B.
+
+    This is the EMA form of KJ and ``torch.optim.Muon`` (so ``momentum_buffer`` interchanges
+    with torch's). The lecture's B ← μB + G is the same buffer times 1/(1 − μ); the update
+    NS(U) does not see the factor because NS normalizes U first.
+    """
+    torch._foreach_lerp_(bufs, grads, 1 - momentum)
+    return torch._foreach_lerp(grads, bufs, momentum) if nesterov else list(bufs)
+
+
+def lr_adjustment(adjust_lr: str | None, rows: int, cols: int) -> float:
+    """r(m, n), the factor on γ for an m×n matrix.
+
+    ``"spectral"`` (Keller Jordan): √max(1, m/n) (m = fan-out rows, n = fan-in columns), so
+    that for tall matrices too the update's RMS→RMS operator norm √(n/m)·‖O‖₂ is 1.
+    ``"match_rms_adamw"`` (Moonlight): 0.2·√max(m, n); O has RMS entry 1/√max(m, n), so the
+    update gets the RMS (≈ 0.2) of a typical AdamW update and AdamW's lr and weight decay carry
+    over. None: 1.
+
+    Example:
+        >>> lr_adjustment("spectral", 2048, 512)
+        2.0
+        >>> round(lr_adjustment("match_rms_adamw", 512, 2048), 4)
+        9.051
+    """
+    if adjust_lr == "spectral":
+        return math.sqrt(max(1.0, rows / cols))
+    if adjust_lr == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def apply_update(
+    params: list[Tensor],
+    updates: list[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    scales: Sequence[float],
+) -> None:
+    """θ ← θ·(1 − γ·w) − γ·r·O in place; ``updates`` (O, any shape with θ's numel) are consumed."""
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    steps = [o.reshape(p.shape) for o, p in zip(updates, params)]
+    torch._foreach_mul_(steps, [-lr * s for s in scales])
+    torch._foreach_add_(params, steps)
+
+
+def _as_matrices(t: Tensor, batch_dims: int) -> Tensor:
+    """View ``t`` as ``(*batch, rows, cols)``: dim ``batch_dims`` is rows, the rest columns."""
+    return t.reshape(*t.shape[: batch_dims + 1], -1)
+
+
+_MUON_MATH = r"""
+    .. code-block:: text
+
+        G_t = ∇J(θ_{t-1})
+        B_t = μ·B_{t-1} + (1 − μ)·G_t                  (EMA form; see Notes)
+        U_t = (1 − μ)·G_t + μ·B_t                      (nesterov; else U_t = B_t)
+        O_t = NS_k(U_t)                                ≈ U Vᵀ for U_t = U Σ Vᵀ
+        θ_t = θ_{t-1}·(1 − γ·w) − γ·r(m, n)·O_t
+
+    NS_k: k = ``ns_steps`` Newton–Schulz steps on the wide orientation (see
+    :mod:`optkit.optim.orthogonalize`); r: ``adjust_lr`` (see :func:`lr_adjustment`).
+    A conv kernel (out, in, kh, kw) is the matrix out × (in·kh·kw); stacked expert weights
+    (E, out, in) are E matrices. AdamW groups run :class:`optkit.AdamW`'s update.
+"""
+
+
+class Muon(OptkitOptimizer):
+    __doc__ = (
+        r"""Muon for hidden weight matrices, AdamW for everything else: one optimizer, one state.
+
+    The lecture's last slide: momentum, then replace the momentum matrix by its orthogonal
+    factor UVᵀ (all singular values 1), computed with a few Newton–Schulz steps instead of an
+    SVD; only for matrices in non-extreme layers, AdamW for the rest. Pass an ``nn.Module`` and
+    the split is automatic (:func:`optkit.optim.partition.partition`; see :meth:`describe`), or
+    pass tensors / param-group dicts, each group with ``"algorithm": "muon" | "adamw"``
+    (default ``"muon"``). Every group carries its own ``"lr"``: AdamW groups start at
+    ``adamw_lr``, so LR schedulers scale both kinds alike.
+
+    Symbols: γ = ``lr``, μ = ``momentum``, w = ``weight_decay``, k = ``ns_steps``,
+    r = ``adjust_lr``; for AdamW groups γ = ``adamw_lr``, (β₁, β₂) = ``adamw_betas``,
+    ε = ``adamw_eps``, w = ``adamw_weight_decay``.
+"""
+        + _MUON_MATH
+        + r"""
+    Args:
+        params: an ``nn.Module`` (automatic partition), tensors (one "muon" group) or
+            param-group dicts with an optional ``"algorithm"`` key.
+        lr: γ ≥ 0 for Muon groups (default 0.02).
+        momentum: μ in [0, 1) (default 0.95).
+        nesterov: use U_t = (1 − μ)G_t + μB_t (default True).
+        ns_steps: k ≥ 1 (default 5).
+        weight_decay: w ≥ 0, decoupled (default 0).
+        adjust_lr: ``"spectral"`` (default, KJ: √max(1, m/n)), ``"match_rms_adamw"``
+            (Moonlight: 0.2·√max(m, n)) or None.
+        adamw_lr, adamw_betas, adamw_eps, adamw_weight_decay: the AdamW groups' γ ≥ 0
+            (default 3e-4), (β₁, β₂) in [0, 1) (default (0.9, 0.95)), ε ≥ 0 (default 1e-8),
+            w ≥ 0 (default 0).
+        ns_coefficients: ``"quintic"`` (default, KJ's (3.4445, −4.7750, 2.0315)),
+            ``"polar_express"`` (Amsel et al. 2025) or (a, b, c) triples.
+        ns_dtype: Newton–Schulz compute dtype; None (default) picks per device: bfloat16 on
+            CUDA and on CPUs with native bf16 matmul, else float32; float64 params stay float64.
+        ns_eps: ε of the Frobenius normalization (default 1e-7).
+        head: with an ``nn.Module``, the output head module(s) or name(s); None = last Linear.
+
+    Raises:
+        ValueError: a hyperparameter out of range (the message names it), an unknown
+            algorithm, or a "muon" tensor with fewer than 2 dimensions.
+
+    Example:
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+        ...                       nn.Linear(32, 1))
+        >>> opt = Muon(model, lr=0.02, adamw_lr=1e-2)
+        >>> [(g["algorithm"], len(g["params"]), g["lr"]) for g in opt.param_groups]
+        [('muon', 2, 0.02), ('adamw', 4, 0.01)]
+        >>> x = torch.randn(256, 8); y = x[:, :1] * x[:, 1:2]
+        >>> loss0 = torch.nn.functional.mse_loss(model(x), y).item()
+        >>> for _ in range(100):
+        ...     opt.zero_grad()
+        ...     torch.nn.functional.mse_loss(model(x), y).backward()
+        ...     _ = opt.step()
+        >>> torch.nn.functional.mse_loss(model(x), y).item() < 0.1 * loss0
+        True
+
+    References:
+        K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024,
+        https://kellerjordan.github.io/posts/muon/ ;
+        J. Liu et al., "Muon is Scalable for LLM Training" (Moonlight), 2025, arXiv:2502.16982;
+        N. Amsel et al., "The Polar Express", 2025, arXiv:2505.16932.
+
+    Notes:
+        - Momentum uses the EMA form B ← μB + (1 − μ)G of KJ and ``torch.optim.Muon`` instead
+          of the lecture's B ← μB + G: the same buffer up to the factor 1 − μ, which NS's
+          normalization removes, and state dicts interchange with torch's.
+        - The lecture's update θ ← θ − γO has no decay and no r; here w = 0 and
+          ``adjust_lr=None`` give exactly it. The decay uses the unadjusted γ (as KJ, torch).
+        - Defaults differ from ``torch.optim.Muon`` (lr 1e-3, weight_decay 0.1, NS always in
+          bf16): ours follow KJ's (lr 0.02, no decay, r = "spectral").
+    """
+    )
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Any],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+        adjust_lr: str | None = "spectral",
+        adamw_lr: float = 3e-4,
+        adamw_betas: tuple[float, float] = (0.9, 0.95),
+        adamw_eps: float = 1e-8,
+        adamw_weight_decay: float = 0.0,
+        *,
+        ns_coefficients: Any = "quintic",
+        ns_dtype: torch.dtype | None = None,
+        ns_eps: float = 1e-7,
+        head: Any = None,
+    ) -> None:
+        check_number("adamw_lr", adamw_lr, 0.0)
+        check_pair("adamw_betas", adamw_betas, 0.0, 1.0)
+        check_number("adamw_eps", adamw_eps, 0.0)
+        check_number("adamw_weight_decay", adamw_weight_decay, 0.0)
+        muon = dict(
+            lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+            weight_decay=weight_decay, adjust_lr=adjust_lr, ns_coefficients=ns_coefficients,
+            ns_dtype=ns_dtype, eps=ns_eps, batch_dims=0,
+        )  # fmt: skip
+        _check_muon_group(muon)
+        adamw = dict(
+            lr=adamw_lr, betas=tuple(adamw_betas), eps=adamw_eps,
+            weight_decay=adamw_weight_decay, amsgrad=False, maximize=False, fused=None,
+        )  # fmt: skip
+        self._group_defaults = {"muon": muon, "adamw": adamw}
+        self.records: list[ParamRecord] | None = None
+        if isinstance(params, nn.Module):
+            self.records = partition(params, head=head)
+            params = _groups_from_records(self.records)
+        defaults = {**muon, **{f"adamw_{k}": v for k, v in adamw.items() if k in ("lr", "eps")}}
+        defaults.update(adamw_betas=adamw["betas"], adamw_weight_decay=adamw_weight_decay)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; missing keys come from its algorithm's defaults (``adamw_*`` for AdamW)."""
+        algorithm = check_choice("algorithm", param_group.get("algorithm", "muon"), ALGORITHMS)
+        param_group["algorithm"] = algorithm
+        # torch fills a group's missing keys from self.defaults: give it this algorithm's.
+        all_defaults, self.defaults = self.defaults, self._group_defaults[algorithm]
+        try:
+            super().add_param_group(param_group)
+        finally:
+            self.defaults = all_defaults
+        group = self.param_groups[-1]
+        try:
+            if algorithm == "muon":
+                _check_muon_group(group)
+            else:
+                check_adam_hyperparameters(group)
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def describe(self) -> str:
+        """A printable table: each parameter's name, shape, algorithm and the reason."""
+        if self.records is not None:
+            return describe(self.records)
+        records = [
+            ParamRecord(
+                f"param_groups[{g}][{i}]",
+                p,
+                group["algorithm"],
+                "set by param group",
+                group.get("batch_dims", 0),
+            )
+            for g, group in enumerate(self.param_groups)
+            for i, p in enumerate(group["params"])
+        ]
+        return describe(records)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        if group["algorithm"] == "adamw":
+            beta1, beta2 = group["betas"]
+            adam_update(
+                gather_adam_state(self, group), lr=group["lr"], beta1=beta1, beta2=beta2,
+                eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+                decoupled=True, maximize=group["maximize"], fused=group["fused"],
+            )  # fmt: skip
+            return
+        params, grads = self._params_with_grad(group)
+        if not params:
+            return
+        bufs = []
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)
+            bufs.append(state["momentum_buffer"])
+        directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
+        matrices = [_as_matrices(u, group["batch_dims"]) for u in directions]
+        orthogonal = self._orthogonalize(matrices, group)
+        scales = [lr_adjustment(group["adjust_lr"], *m.shape[-2:]) for m in matrices]
+        apply_update(
+            params, orthogonal, lr=group["lr"], weight_decay=group["weight_decay"], scales=scales
+        )
+
+    def _orthogonalize(self, matrices: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
+        """O = NS(U) for every matrix of one group: the step a distributed variant replaces."""
+        return orthogonalize_many(
+            matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
+            dtype=group["ns_dtype"],
+        )  # fmt: skip
+
+
+class MuonClip(Muon):
+    r"""Muon + QK-clip (Kimi K2): after each step, heads whose max logit exceeded τ are rescaled.
+
+    The lecture's last bullet: K2 trains with Muon "+ rescaling (+ weight decay)". The
+    rescaling is QK-clip (:mod:`optkit.optim.qk_clip`): forward hooks on the attention q/k
+    projections record S_h, the largest pre-softmax logit of head h over the last batch; after
+    the Muon/AdamW step, every head with S_h > τ gets its W_q and W_k rows multiplied by
+    √(τ/S_h) each, so its logits on that batch would top out at τ. Heads at or below τ, and
+    everything else, are left exactly as the step made them.
+
+    Symbols: τ = ``qk_clip_tau``, S_h = per-head max logit, γ_h = τ/S_h; the rest as
+    :class:`Muon`.
+
+    .. code-block:: text
+
+        θ_t = Muon/AdamW step (see Muon)
+        for each head h with S_h > τ:
+            W_q[h] ← √γ_h·W_q[h]     W_k[h] ← √γ_h·W_k[h]      γ_h = τ / S_h
+
+    Args:
+        params, *args, **kwargs: as :class:`Muon`.
+        qk_clip_tau: τ > 0 (default 100, as K2; a small model needs a smaller one).
+        attention: :class:`~optkit.optim.qk_clip.AttentionSpec` list; None finds them in the
+            module passed as ``params`` (:func:`~optkit.optim.qk_clip.find_attention`).
+
+    Attributes:
+        max_logits: per attention layer, the ``(heads,)`` maxima the last step acted on.
+        qk_clip: the :class:`~optkit.optim.qk_clip.QKClip` (``.remove()`` drops the hooks).
+
+    Example:
+        >>> class Attention(nn.Module):
+        ...     def __init__(self, d=16, heads=2):
+        ...         super().__init__()
+        ...         self.num_heads = heads
+        ...         self.q_proj, self.k_proj = nn.Linear(d, d), nn.Linear(d, d)
+        ...     def forward(self, x):  # only the logits matter here
+        ...         return (self.q_proj(x) * self.k_proj(x)).sum()
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = Attention()
+        >>> opt = MuonClip(model, lr=0.0, qk_clip_tau=0.5, head=False)  # no output head here
+        >>> model(torch.randn(3, 5, 16) * 4).backward()
+        >>> _ = opt.step()
+        >>> bool((opt.max_logits["attn"] > 0.5).any())  # seen before the clip
+        True
+
+    References:
+        Kimi Team, "Kimi K2: Open Agentic Intelligence", 2025, arXiv:2507.20534, §2.1.
+
+    Notes:
+        K2 clips with Multi-head Latent Attention and only the unshared head parts; here heads
+        are plain (or GQA, where the shared key head is left alone and γ_h goes on W_q[h]).
+        The hooks see pre-RoPE projections unless ``AttentionSpec.rotary`` is given.
+    """
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Any],
+        *args: Any,
+        qk_clip_tau: float = 100.0,
+        attention: Sequence[AttentionSpec] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        check_number("qk_clip_tau", qk_clip_tau, 0.0, low_open=True)
+        if attention is None:
+            if not isinstance(params, nn.Module):
+                raise ValueError("attention must be given when params is not an nn.Module")
+            attention = find_attention(params)
+            if not attention:
+                raise ValueError("attention: no q/k or qkv projections found in the model; "
+                                 "pass attention=[AttentionSpec(...)]")  # fmt: skip
+        super().__init__(params, *args, **kwargs)
+        self.qk_clip = QKClip(attention, qk_clip_tau)
+
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        """One Muon/AdamW step, then QK-clip with the maxima recorded since the last step."""
+        loss = super().step(closure)
+        self.qk_clip.clip()
+        return loss
+
+    @property
+    def max_logits(self) -> dict[str, Tensor]:
+        return self.qk_clip.last_max_logits
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["qk_clip"] = {
+            "tau": self.qk_clip.tau,
+            "max_logits": {k: v.clone() for k, v in self.qk_clip.max_logits.items()},
+            "last_max_logits": {k: v.clone() for k, v in self.qk_clip.last_max_logits.items()},
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        clip = state_dict.pop("qk_clip", None)
+        super().load_state_dict(state_dict)
+        if clip is not None:
+            self.qk_clip.tau = clip["tau"]
+            self.qk_clip.max_logits = {k: v.clone() for k, v in clip["max_logits"].items()}
+            self.qk_clip.last_max_logits = {
+                k: v.clone() for k, v in clip["last_max_logits"].items()
+            }
+
+
+def _groups_from_records(records: list[ParamRecord]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], list[Tensor]] = {}
+    for r in records:
+        groups.setdefault((r.algorithm, r.batch_dims), []).append(r.param)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] != "muon", kv[0][1]))
+    out = []
+    for (algorithm, batch_dims), params in ordered:
+        group: dict[str, Any] = {"params": params, "algorithm": algorithm}
+        if algorithm == "muon":
+            group["batch_dims"] = batch_dims
+        out.append(group)
+    return out
+
+
+def _check_muon_group(group: dict[str, Any]) -> None:
+    check_number("lr", group["lr"], 0.0)
+    check_number("momentum", group["momentum"], 0.0, 1.0, high_open=True)
+    check_int("ns_steps", group["ns_steps"], 1)
+    check_number("weight_decay", group["weight_decay"], 0.0)
+    check_choice("adjust_lr", group["adjust_lr"], ADJUST_LR)
+    ns_schedule(group["ns_coefficients"])
+    dtype = group["ns_dtype"]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"ns_dtype must be None or a floating torch.dtype, got {dtype!r}")
+    check_number("ns_eps", group["eps"], 0.0)
+    batch_dims = check_int("batch_dims", group["batch_dims"], 0)
+    if not isinstance(group["nesterov"], bool):
+        raise ValueError(f"nesterov must be True or False, got {group['nesterov']!r}")
+    for i, p in enumerate(group.get("params", ())):
+        if p.ndim < 2 + batch_dims:
+            raise ValueError(
+                f"params[{i}] has shape {tuple(p.shape)}: a 'muon' group needs ndim >= "
+                f"{2 + batch_dims} (batch_dims={batch_dims}); put it in a group with "
+                "algorithm='adamw', or pass the nn.Module for the automatic partition"
+            )
+        if p.is_complex():
+            raise ValueError(f"params[{i}] is complex; Muon supports real tensors only")

@@ -1,0 +1,167 @@
+"""QK-clip: chunked per-head max logits, the rescale (MHA, GQA, fused qkv), MuonClip state."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optkit.optim import Muon, MuonClip
+from optkit.optim._toy_models import ToyGPT
+from optkit.optim.qk_clip import AttentionSpec, find_attention, head_max_logits
+
+F64 = torch.float64
+
+
+def brute_force(q, k, H, Hkv, causal):
+    B, T, _ = q.shape
+    d = q.shape[-1] // H
+    q = q.view(B, T, H, d).transpose(1, 2)
+    k = k.view(B, T, Hkv, d).transpose(1, 2).repeat_interleave(H // Hkv, dim=1)
+    S = q @ k.mT / math.sqrt(d)
+    if causal:
+        S = S.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -math.inf)
+    return S.amax(dim=(0, 2, 3))
+
+
+@pytest.mark.parametrize("H, Hkv", [(4, 4), (4, 2), (4, 1)])
+@pytest.mark.parametrize("causal", [True, False])
+def test_head_max_logits_chunked_equals_full(H, Hkv, causal):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 10, H * 8, dtype=F64, generator=g)
+    k = torch.randn(3, 10, Hkv * 8, dtype=F64, generator=g)
+    got = head_max_logits(q, k, H, Hkv, causal=causal, chunk_elements=50)  # chunks of 1 query
+    assert torch.allclose(got.double(), brute_force(q, k, H, Hkv, causal), rtol=1e-6)
+
+
+def logits_of(model, x):
+    """Recompute every layer's per-head max logit on batch x (hooks of a throwaway MuonClip)."""
+    opt = MuonClip(model, qk_clip_tau=1e9)
+    model(x)
+    out = {k: v.clone() for k, v in opt.qk_clip.max_logits.items()}
+    opt.qk_clip.remove()
+    return out
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(num_kv_heads=2), dict(fused_qkv=True), dict(fused_qkv=True, num_kv_heads=1)]
+)
+def test_clip_brings_heads_to_tau_and_leaves_others_bit_exact(kw):
+    # one layer: the guarantee is per layer for the layer's input, which a clip in an earlier
+    # layer would change
+    torch.manual_seed(0)
+    model = ToyGPT(layers=1, d=32, num_heads=4, **kw)
+    with torch.no_grad():  # make some heads large
+        for block in model.blocks:
+            for p in block.attn.parameters():
+                p.mul_(3.0)
+    x = torch.randint(0, 64, (4, 16))
+    before = logits_of(model, x)
+    all_S = torch.cat(list(before.values()))
+    tau = all_S.median().item()
+    old = copy.deepcopy(model.state_dict())
+    opt = MuonClip(model, lr=0.0, adamw_lr=0.0, qk_clip_tau=tau)  # step changes nothing else
+    F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    opt.step()
+    after = logits_of(model, x)
+    for name, S in before.items():
+        assert torch.equal(opt.max_logits[name], S)
+        above = S > tau
+        assert 0 < above.sum() < len(S)
+        assert (after[name][above] <= tau * (1 + 1e-6)).all()
+        assert (after[name][above] >= tau * (1 - 1e-4)).all()  # clipped to τ, not below
+        assert torch.equal(after[name][~above], S[~above])
+    spec = next(iter(opt.qk_clip.specs.values()))
+    d = spec.dim
+    for name, S in before.items():  # weights of heads below τ: bit for bit
+        prefix = name + "."
+        for key in old:
+            if not key.startswith(prefix):
+                continue
+            new = model.state_dict()[key]
+            for h in torch.nonzero(S <= tau).flatten().tolist():
+                rows = slice(h * d, (h + 1) * d)
+                if key.endswith(("q_proj.weight", "q_proj.bias", "qkv_proj.weight")):
+                    assert torch.equal(new[rows], old[key][rows]), key
+            if key.split(".")[-2] in ("v_proj", "o_proj"):
+                assert torch.equal(new, old[key]), key
+
+
+def test_find_attention_and_errors():
+    model = ToyGPT(layers=2, num_heads=4, num_kv_heads=2)
+    specs = find_attention(model)
+    assert [(s.name, s.num_heads, s.kv_heads, s.dim) for s in specs] == [
+        ("blocks.0.attn", 4, 2, 8), ("blocks.1.attn", 4, 2, 8)
+    ]  # fmt: skip
+    attn = model.blocks[0].attn
+    with pytest.raises(ValueError, match=r"num_kv_heads \(3\) must divide num_heads \(4\)"):
+        AttentionSpec(q_proj=attn.q_proj, k_proj=attn.k_proj, num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="q_proj has 32 output rows"):
+        AttentionSpec(q_proj=attn.q_proj, k_proj=attn.k_proj, num_heads=4, head_dim=4)
+    with pytest.raises(ValueError, match="qk_clip_tau must be finite and > 0"):
+        MuonClip(model, qk_clip_tau=0.0)
+    with pytest.raises(ValueError, match="no q/k or qkv projections"):
+        MuonClip(torch.nn.Linear(3, 3))
+
+
+def train(model, opt, batches):
+    for x in batches:
+        opt.zero_grad()
+        F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+        opt.step()
+
+
+def batches(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 64, (2, 12), generator=g) for _ in range(n)]
+
+
+def test_muonclip_state_dict_round_trip_is_bit_exact():
+    torch.manual_seed(0)
+    model = ToyGPT(layers=1)
+    twin = copy.deepcopy(model)
+    data = batches(6)
+    opt = MuonClip(model, lr=0.05, qk_clip_tau=1.0)
+    train(model, opt, data)
+    opt2 = MuonClip(twin, lr=0.05, qk_clip_tau=1.0)
+    train(twin, opt2, data[:3])
+    buf = io.BytesIO()
+    torch.save({"model": twin.state_dict(), "opt": opt2.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf)
+    resumed = ToyGPT(layers=1)
+    resumed.load_state_dict(saved["model"])
+    opt3 = MuonClip(resumed, lr=0.05, qk_clip_tau=5.0)
+    opt3.load_state_dict(saved["opt"])
+    assert opt3.qk_clip.tau == 1.0
+    train(resumed, opt3, data[3:])
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_muonclip_differs_from_muon_only_in_clipped_rows_and_frozen_values():
+    # Frozen from this implementation (float64, seed 0), like test_muon's regression values.
+    torch.manual_seed(0)
+    model = ToyGPT(layers=1).to(F64)
+    plain = copy.deepcopy(model)
+    opt = MuonClip(model, lr=0.05, qk_clip_tau=1.0)
+    ref = Muon(plain, lr=0.05)
+    train(model, opt, batches(4))
+    train(plain, ref, batches(4))
+    S = opt.max_logits["blocks.0.attn"]
+    got = tuple(round(v, 10) for v in S.tolist())
+    assert got == pytest.approx(FROZEN_MAX_LOGITS, abs=1e-8)
+    q = model.blocks[0].attn.q_proj.weight
+    assert q.sum().item() == pytest.approx(FROZEN_Q_SUM, abs=1e-8)
+    same = [n for (n, a), b in zip(model.named_parameters(), plain.parameters())
+            if torch.equal(a, b)]  # fmt: skip
+    assert "blocks.0.fc.weight" not in same  # trajectories diverge after the first clip
+    assert "blocks.0.attn.q_proj.weight" not in same
+
+
+FROZEN_MAX_LOGITS = (0.9081906676, 0.8395194411, 0.5655680895, 1.2856488228)
+FROZEN_Q_SUM = -2.8122996796
