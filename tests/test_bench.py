@@ -17,7 +17,7 @@ import torch
 import optkit.optim
 from optkit.bench import TASKS, boosting, digits, grokking, second_order
 from optkit.bench._common import finite_decreasing, median, write_json
-from optkit.bench.cli import main, results_table, run_task
+from optkit.bench.cli import main, markdown_summary, results_table, run_task
 
 HAS_MUON = hasattr(optkit.optim, "Muon") and hasattr(optkit.optim, "MuonClip")
 needs_muon = pytest.mark.skipif(not HAS_MUON, reason="optkit.optim.Muon not available yet")
@@ -148,6 +148,18 @@ def test_grokking_tiny(tmp_path):
     for name in grokking.OPTIMIZERS:
         for key in ("lr", "steps_to_target", "median_time_s", "final_val_acc"):
             assert again["summary"][name][key] == res["summary"][name][key], (name, key)
+    # assembling only: a checkpoint of an interrupted run counts with the steps it ran
+    cfg = grokking.GrokkingConfig.tiny()
+    cfg = type(cfg)(**{**cfg.__dict__, "seeds": 2})
+    part = grokking.train_one(cfg, "adamw", 3e-3, 1, max_steps=10)
+    write_json(
+        tmp_path / "runs" / "adamw_lr0.003_seed1.json",
+        {"key": grokking._run_key(cfg), "result": part, "partial": True},
+    )
+    assembled = grokking.run(cfg, tmp_path, train=False)
+    assert assembled["summary"]["adamw"]["interrupted"] == [False, True]
+    assert assembled["summary"]["adamw"]["steps_run"][1] == 10
+    assert len(assembled["runs"]["muon"]) == 1  # seed 1 of muon was never run: left out
 
 
 def test_grokking_data_and_model():
@@ -173,6 +185,9 @@ def test_cli_runs_a_task_and_prints_a_table(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "optkit bench boosting" in out and "results in" in out
     assert (tmp_path / "results.json").exists() and (tmp_path / "boosting.png").exists()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "optkit bench boosting --quick" in summary and "| Newton leaves, lr=0.1 |" in summary
+    assert main(["boosting", "--cached-only"]) == 2
     assert main(["boosting", "--seeds", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["nope"])
@@ -195,8 +210,11 @@ def test_add_parser_registers_bench():
 
 
 def test_results_table_formats_inf():
-    table = results_table({"task": "t", "rows": [{"method": "a", "x": math.inf, "y": 0.5}]})
-    assert table.row_count == 1
+    results = {"task": "t", "rows": [{"method": "a", "x": math.inf, "y": 0.5}]}
+    assert results_table(results).row_count == 1
+    results["machine"] = {"cpu": "X", "cpu_count": 2, "torch": "2", "python": "3", "numpy": "1"}
+    md = markdown_summary(results, "optkit bench t")
+    assert "| a | not reached | 0.5 |" in md and "`optkit bench t`" in md
 
 
 @pytest.mark.slow

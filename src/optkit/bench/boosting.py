@@ -52,11 +52,11 @@ class BoostingConfig:
         seeds: Number of data / tree seeds.
     """
 
-    n_samples: int = 20_000
+    n_samples: int = 10_000
     n_features: int = 20
     n_informative: int = 10
     flip_y: float = 0.05
-    rounds: int = 300
+    rounds: int = 200
     lr: float = 0.1
     lrs: tuple[float, ...] = (0.1, 0.3, 1.0)
     max_leaf_nodes: int = 31

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import TASKS
 
-__all__ = ["add_parser", "main", "run_task"]
+__all__ = ["add_parser", "main", "markdown_summary", "results_table", "run_task"]
 
 DESCRIPTION = """\
 Training benchmarks that show when each optimization method wins:
@@ -50,11 +50,19 @@ def run_task(
     out: str | Path | None = None,
     config: Any = None,
     progress: Any = None,
+    cached_only: bool = False,
 ) -> dict[str, Any]:
-    """Run one task (its ``quick()`` or ``full()`` config unless ``config`` is given)."""
+    """Run one task (its ``quick()`` or ``full()`` config unless ``config`` is given).
+
+    ``cached_only`` (grokking): assemble the runs saved in ``out/runs`` without training.
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     cfg = config if config is not None else _config(task, quick, seeds)
+    if cached_only:
+        if task != "grokking":
+            raise ValueError("cached_only is only available for grokking")
+        return _module(task).run(cfg, out, progress, train=False)
     return _module(task).run(cfg, out, progress)
 
 
@@ -87,6 +95,27 @@ def results_table(results: dict[str, Any]):
     return table
 
 
+def markdown_summary(results: dict[str, Any], command: str | None = None) -> str:
+    """The results table as Markdown, with the command, CPU and versions that produced it."""
+    rows = results["rows"]
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    m = results["machine"]
+    lines = [
+        f"# optkit bench {results['task']}",
+        "",
+        f"- command: `{command or m['command']}`",
+        f"- CPU: {m['cpu']} ({m['cpu_count']} cores, shared), torch {m['torch']}, "
+        f"Python {m['python']}, NumPy {m['numpy']}",
+        "",
+        "| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import (
@@ -100,6 +129,9 @@ def _command(args: argparse.Namespace) -> int:
     console = Console()
     if args.seeds is not None and args.seeds < 1:
         console.print("optkit bench: --seeds must be ≥ 1", style="red")
+        return 2
+    if args.cached_only and args.task != "grokking":
+        console.print("optkit bench: --cached-only applies to grokking only", style="red")
         return 2
     out = Path(args.out) if args.out else Path("bench-output") / args.task
     started = time.perf_counter()
@@ -115,6 +147,11 @@ def _command(args: argparse.Namespace) -> int:
             args.task, quick=args.quick, seeds=args.seeds, out=out, progress=progress
         )
     console.print(results_table(results))
+    argv = ["optkit bench", args.task, *(["--quick"] if args.quick else [])]
+    argv += [f"--seeds {args.seeds}"] if args.seeds is not None else []
+    argv += [f"--out {args.out}"] if args.out else []
+    argv += ["--cached-only"] if args.cached_only else []
+    (out / "summary.md").write_text(markdown_summary(results, " ".join(argv)))
     m = results["machine"]
     console.print(
         f"{args.task}: {time.perf_counter() - started:.1f} s on {m['cpu']} "
@@ -135,6 +172,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per setting (task default)")
     p.add_argument("--quick", action="store_true", help="small smoke-test version (< 2 min)")
     p.add_argument("--out", default=None, help="output folder (default bench-output/<task>)")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="grokking: assemble the runs saved under OUT/runs without training more",
+    )
     p.set_defaults(func=_command, command="bench")
     return p
 

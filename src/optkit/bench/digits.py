@@ -71,7 +71,7 @@ class DigitsConfig:
 
     models: tuple[str, ...] = MODELS
     optimizers: tuple[str, ...] = OPTIMIZERS
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     evals_per_epoch: int = 2
     seeds: int = 3

@@ -235,6 +235,7 @@ def train_one(
     max_steps: int | None = None,
     progress: Any = None,
     task: Any = None,
+    on_eval: Any = None,
 ) -> dict[str, Any]:
     """Train one model full batch until validation accuracy ≥ ``cfg.target_acc`` or the cap.
 
@@ -255,6 +256,19 @@ def train_one(
     if name == "muonclip":
         curves["max_logit"] = []
     reached, elapsed, step = None, 0.0, 0
+
+    def result() -> dict[str, Any]:
+        return {
+            "optimizer": name,
+            "lr": lr,
+            "seed": seed,
+            "steps_to_target": reached,
+            "steps": step,
+            "cap": cap,
+            "time": elapsed,
+            "curves": curves,
+        }
+
     while step < cap:
         t0 = time.perf_counter()
         logits = model(xt)
@@ -288,16 +302,9 @@ def train_one(
             if val_acc >= cfg.target_acc:
                 reached = step
                 break
-    return {
-        "optimizer": name,
-        "lr": lr,
-        "seed": seed,
-        "steps_to_target": reached,
-        "steps": step,
-        "cap": cap,
-        "time": elapsed,
-        "curves": curves,
-    }
+            if on_eval is not None:
+                on_eval(result())
+    return result()
 
 
 def _run_key(cfg: GrokkingConfig) -> dict[str, Any]:
@@ -312,7 +319,7 @@ def _cached(path: Path, cfg: GrokkingConfig, cap: int) -> dict[str, Any] | None:
     if not path.exists():
         return None
     saved = json.loads(path.read_text())
-    if saved.get("key") != json.loads(json.dumps(_run_key(cfg))):
+    if saved.get("key") != json.loads(json.dumps(_run_key(cfg))) or saved.get("partial"):
         return None
     r = saved["result"]
     if r["steps_to_target"] is not None or r["steps"] >= cap:
@@ -320,14 +327,28 @@ def _cached(path: Path, cfg: GrokkingConfig, cap: int) -> dict[str, Any] | None:
     return None
 
 
-def _train_cached(cfg, name, lr, seed, cap, runs_dir, progress):
+def _train_cached(cfg, name, lr, seed, cap, runs_dir, progress, train=True):
     path = None if runs_dir is None else runs_dir / f"{name}_lr{lr:g}_seed{seed}.json"
     if path is not None and (r := _cached(path, cfg, cap)) is not None:
         if r["steps_to_target"] is not None and r["steps_to_target"] > cap:
             r = {**r, "steps_to_target": None}
         return r
+    if not train:  # assemble only: an interrupted run's last checkpoint, or nothing
+        if path is None or not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        if saved.get("key") != json.loads(json.dumps(_run_key(cfg))):
+            return None
+        return {**saved["result"], "interrupted": True}
+
+    def checkpoint(partial: dict[str, Any]) -> None:
+        if path is not None and partial["steps"] % (10 * cfg.eval_every) == 0:
+            write_json(path, {"key": _run_key(cfg), "result": partial, "partial": True})
+
     task = progress.add_task(f"{name} lr={lr:g} s{seed}", total=cap)
-    r = train_one(cfg, name, lr, seed, max_steps=cap, progress=progress, task=task)
+    r = train_one(
+        cfg, name, lr, seed, max_steps=cap, progress=progress, task=task, on_eval=checkpoint
+    )
     progress.remove_task(task)
     if path is not None:
         write_json(path, {"key": _run_key(cfg), "result": r})
@@ -338,12 +359,16 @@ def run(
     cfg: GrokkingConfig | None = None,
     out_dir: str | Path | None = None,
     progress: Any = None,
+    train: bool = True,
 ) -> dict[str, Any]:
     """Sweep, then seeds; write ``results.json``, ``grokking.png`` (and per-run JSON under
     ``runs/``, reused on a rerun with the same settings) into ``out_dir`` if given.
 
     The sweep runs seed 0 at each learning rate; since only the fewest steps matter, a sweep
     run stops once it has used as many steps as the best so far (the answer cannot change).
+    Runs save a checkpoint of their curves every 10 evaluations. ``train=False`` only
+    assembles what ``out_dir/runs`` holds: missing runs are left out, interrupted ones count
+    as "not reached after the steps they ran" (``interrupted`` in the summary).
     """
     cfg = cfg or GrokkingConfig.full()
     progress = progress or NullProgress()
@@ -357,20 +382,26 @@ def run(
             sweep[name] = []
             for lr in cfg.lrs[name]:
                 cap = cfg.max_steps if best is None else min(cfg.max_steps, best["steps_to_target"])
-                r = _train_cached(cfg, name, lr, 0, cap, runs_dir, progress)
+                r = _train_cached(cfg, name, lr, 0, cap, runs_dir, progress, train)
+                if r is None:
+                    continue
                 sweep[name].append(r)
                 if r["steps_to_target"] is not None and (
                     best is None or r["steps_to_target"] < best["steps_to_target"]
                 ):
                     best = r
+            if best is None and not sweep[name]:
+                continue
             if best is None:  # nobody reached the target: lowest final validation loss
                 best = min(sweep[name], key=lambda r: r["curves"]["val_loss"][-1])
             best_lr[name] = best["lr"]
             finals[name] = [best]
             for seed in range(1, cfg.seeds):
-                finals[name].append(
-                    _train_cached(cfg, name, best["lr"], seed, cfg.max_steps, runs_dir, progress)
+                r = _train_cached(
+                    cfg, name, best["lr"], seed, cfg.max_steps, runs_dir, progress, train
                 )
+                if r is not None:
+                    finals[name].append(r)
     summary = _summarize(cfg, finals, best_lr)
     results = {
         "task": "grokking",
@@ -389,7 +420,8 @@ def run(
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: r[k] for k in ("optimizer", "lr", "seed", "steps_to_target", "steps", "cap", "time")}
+    keys = ("optimizer", "lr", "seed", "steps_to_target", "steps", "cap", "time")
+    return {**{k: r[k] for k in keys}, "interrupted": bool(r.get("interrupted"))}
 
 
 def _summarize(cfg, finals, best_lr) -> dict[str, dict[str, Any]]:
@@ -399,6 +431,8 @@ def _summarize(cfg, finals, best_lr) -> dict[str, dict[str, Any]]:
         out[name] = {
             "lr": best_lr[name],
             "steps_to_target": steps,
+            "steps_run": [r["steps"] for r in rs],
+            "interrupted": [bool(r.get("interrupted")) for r in rs],
             "median_steps": median(steps),
             "reached": sum(math.isfinite(s) for s in steps),
             "runs": len(rs),

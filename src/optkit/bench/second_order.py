@@ -65,10 +65,10 @@ class SecondOrderConfig:
     """
 
     l2: float = 1e-3
-    logreg_budget: float = 20.0
+    logreg_budget: float = 10.0
     widths: tuple[int, ...] = (8, 32, 128, 512, 2048)
     mlp_target: float = 0.05
-    mlp_budget: float = 15.0
+    mlp_budget: float = 10.0
     adam_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     batch_size: int = 64
     seeds: int = 1
