@@ -297,3 +297,15 @@ def test_module_bridge_errors():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no parameters"):
         optkit.minimize_module(model, lambda: model.weight.sum())
+
+
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs", "newton", "newton-cg"])
+def test_armijo_line_search_option(method):
+    res = optkit.minimize(
+        rosen,
+        torch.tensor(X0, dtype=torch.float64),
+        method=method,
+        options={"line_search": "armijo", "max_iter": 5000},
+    )
+    assert res.success, res.message
+    torch.testing.assert_close(res.x, torch.ones(2, dtype=torch.float64), atol=1e-4, rtol=0)

@@ -249,15 +249,18 @@ def two_loop(g, pairs, gamma):
     """``H·g`` for the L-BFGS matrix H built from ``pairs`` [(s, y, ρ), oldest first] on
     ``H₀ = γI``: the two-loop recursion (N&W Algorithm 7.4), O(m·n).
 
-    The lecture's pseudocode writes ``alpha[i] = s[i]ᵀq / (y[i]ᵀs[i])`` and updates a result
-    called ``res`` (typo'd ``r`` in its last line); with ``ρᵢ = 1/(yᵢᵀsᵢ)`` the published
-    algorithm, followed here, is::
+    The lecture's pseudocode has ``alpha[i] = s[i]ᵀq / (y[i]ᵀs[i])`` (ρᵢ folded into αᵢ), but
+    its second loop drops ρᵢ — ``res += s[i] * (alpha[i] - y[i]ᵀ r)`` — and names the result
+    ``res`` then ``r``. This follows the published algorithm (Nocedal & Wright, *Numerical
+    Optimization*, 2nd ed., Algorithm 7.4) with ``ρᵢ = 1/(yᵢᵀsᵢ)`` in both loops::
 
         q = g
         for i = k−1, …, k−m:   αᵢ = ρᵢ sᵢᵀq ;  q = q − αᵢ yᵢ
         r = γ q
         for i = k−m, …, k−1:   βᵢ = ρᵢ yᵢᵀr ;  r = r + sᵢ (αᵢ − βᵢ)
         return r               # = H g
+
+    Without ρᵢ in βᵢ the result is not H·g (and not even a descent direction in general).
 
     Example:
         >>> import torch
