@@ -289,6 +289,14 @@ def test_module_bridge_matches_sklearn_logistic_regression():
 
 def test_module_bridge_errors():
     model = torch.nn.Linear(2, 1)
+
+    def torch_style_closure():
+        loss = model(torch.ones(1, 2)).sum() ** 2
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match="without calling backward"):
+        optkit.minimize_module(model, torch_style_closure)
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         optkit.minimize_module(object(), lambda: None)
     with pytest.raises(TypeError, match="closure must be callable"):

@@ -170,7 +170,17 @@ class AutogradObjective(Objective):
                 )
             f = f.reshape(())
             if f.requires_grad:
-                grads = torch.autograd.grad(f, inputs, create_graph=create_graph, allow_unused=True)
+                try:
+                    grads = torch.autograd.grad(
+                        f, inputs, create_graph=create_graph, allow_unused=True
+                    )
+                except RuntimeError as exc:
+                    if "second time" not in str(exc):
+                        raise
+                    raise RuntimeError(
+                        "the objective's graph was already freed: the closure / fun must return "
+                        "the loss without calling backward() (derivatives are taken here)"
+                    ) from exc
             else:
                 grads = (None,) * len(inputs)
         grads = [
