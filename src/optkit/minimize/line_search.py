@@ -94,11 +94,13 @@ def strong_wolfe(
 ) -> LineSearchResult:
     """Find t satisfying the strong Wolfe conditions (N&W Algorithms 3.5 and 3.6).
 
-    Bracketing phase: try t0, then extrapolate (cubic, kept within [1.1·t, 10·t]) until a trial
-    fails sufficient decrease, rises above the previous trial, or has phi' >= 0; then *zoom*
-    inside the bracket [lo, hi] — lo the best step meeting sufficient decrease — with a
-    safeguarded cubic interpolation (bisection when the cubic lands within 10 % of an end or
-    a value is not finite) until the curvature condition holds.
+    Bracketing phase: try t0, then extrapolate (the cubic through the last two trials, kept
+    within ``t + [1.1, 10]·(t − t_prev)``) until a trial fails sufficient decrease, rises above
+    the previous trial, or has phi' >= 0; then *zoom* inside the bracket [lo, hi] — lo the best
+    step meeting sufficient decrease — with cubic interpolation (exact on quadratics). The cubic's
+    minimizer is trusted once when it lands within 10 % of an end of the bracket; twice in a row,
+    the trial moves 10 % inside (torch's safeguard); bisection when the cubic has no interior
+    minimizer or a value is NaN/Inf.
 
     Args:
         phi: ``phi(t) -> (phi(t), phi'(t))``.

@@ -8,7 +8,7 @@ never raised: numerical trouble ends the run with ``success=False`` and the best
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["OptimizeResult", "Status", "Trajectory"]
@@ -90,7 +90,6 @@ class OptimizeResult:
     message: str
     trajectory: Trajectory | None = None
     method: str = ""
-    extra: dict = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (
