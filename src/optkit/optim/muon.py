@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int, check_number, check_pair
 from ._base import OptkitOptimizer
 from .adam import adam_update, check_adam_hyperparameters, gather_adam_state
+from .distributed import all_reduce_max_, is_dtensor, orthogonalize_distributed, process_group_of
 from .orthogonalize import ns_schedule, orthogonalize_many
 from .partition import ParamRecord, describe, partition
 from .qk_clip import AttentionSpec, QKClip, find_attention
@@ -153,6 +154,10 @@ class Muon(OptkitOptimizer):
             CUDA and on CPUs with native bf16 matmul, else float32; float64 params stay float64.
         ns_eps: ε of the Frobenius normalization (default 1e-7).
         head: with an ``nn.Module``, the output head module(s) or name(s); None = last Linear.
+        process_group: under DDP (replicated parameters), the group whose ranks share the
+            Newton–Schulz work (e.g. ``torch.distributed.group.WORLD``); None = no split.
+            FSDP2 parameters (DTensors) need nothing: their mesh is used. See
+            :mod:`optkit.optim.distributed`.
 
     Raises:
         ValueError: a hyperparameter out of range (the message names it), an unknown
@@ -210,7 +215,9 @@ class Muon(OptkitOptimizer):
         ns_dtype: torch.dtype | None = None,
         ns_eps: float = 1e-7,
         head: Any = None,
+        process_group: Any = None,
     ) -> None:
+        self.process_group = process_group
         check_number("adamw_lr", adamw_lr, 0.0)
         check_pair("adamw_betas", adamw_betas, 0.0, 1.0)
         check_number("adamw_eps", adamw_eps, 0.0)
@@ -298,7 +305,17 @@ class Muon(OptkitOptimizer):
         )
 
     def _orthogonalize(self, matrices: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
-        """O = NS(U) for every matrix of one group: the step a distributed variant replaces."""
+        """O = NS(U) for every matrix of one group: the step a distributed variant replaces.
+
+        DTensors (FSDP2) or a ``process_group`` (DDP) split the work over the ranks
+        (:mod:`optkit.optim.distributed`); otherwise all of it runs here.
+        """
+        process_group = getattr(self, "process_group", None)  # absent after unpickling
+        if process_group is not None or any(is_dtensor(m) for m in matrices):
+            return orthogonalize_distributed(
+                matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
+                dtype=group["ns_dtype"], process_group=process_group,
+            )  # fmt: skip
         return orthogonalize_many(
             matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
             dtype=group["ns_dtype"],
@@ -327,6 +344,10 @@ class MuonClip(Muon):
     Args:
         params, *args, **kwargs: as :class:`Muon`.
         qk_clip_tau: τ > 0 (default 100, as K2; a small model needs a smaller one).
+        qk_clip_measure: ``"after_step"`` (default: S_h recomputed on the last batch with the
+            updated weights, so clipped heads end at τ) or ``"forward"`` (S_h from the forward
+            pass, before the update, as K2 describes); see
+            :class:`~optkit.optim.qk_clip.QKClip`.
         attention: :class:`~optkit.optim.qk_clip.AttentionSpec` list; None finds them in the
             module passed as ``params`` (:func:`~optkit.optim.qk_clip.find_attention`).
 
@@ -357,6 +378,9 @@ class MuonClip(Muon):
     Notes:
         K2 clips with Multi-head Latent Attention and only the unshared head parts; here heads
         are plain (or GQA, where the shared key head is left alone and γ_h goes on W_q[h]).
+        K2 takes S_h from the forward pass, i.e. with the weights before the step; by default
+        S_h is re-measured on the same batch after the step (``qk_clip_measure``), so the
+        bound τ holds for the weights training continues with.
         The hooks see pre-RoPE projections unless ``AttentionSpec.rotary`` is given.
     """
 
@@ -366,6 +390,7 @@ class MuonClip(Muon):
         *args: Any,
         qk_clip_tau: float = 100.0,
         attention: Sequence[AttentionSpec] | None = None,
+        qk_clip_measure: str = "after_step",
         **kwargs: Any,
     ) -> None:
         check_number("qk_clip_tau", qk_clip_tau, 0.0, low_open=True)
@@ -377,11 +402,15 @@ class MuonClip(Muon):
                 raise ValueError("attention: no q/k or qkv projections found in the model; "
                                  "pass attention=[AttentionSpec(...)]")  # fmt: skip
         super().__init__(params, *args, **kwargs)
-        self.qk_clip = QKClip(attention, qk_clip_tau)
+        self.qk_clip = QKClip(attention, qk_clip_tau, measure=qk_clip_measure)
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
         """One Muon/AdamW step, then QK-clip with the maxima recorded since the last step."""
         loss = super().step(closure)
+        params = [p for g in self.param_groups for p in g["params"]]
+        # each data-parallel rank saw its own batch: clip on the max over all of them
+        group = process_group_of(params, getattr(self, "process_group", None))
+        all_reduce_max_(self.qk_clip.max_logits, group)
         self.qk_clip.clip()
         return loss
 

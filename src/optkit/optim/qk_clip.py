@@ -41,10 +41,12 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_int, check_number
+from .distributed import scale_rows_
 
 __all__ = ["AttentionSpec", "QKClip", "find_attention", "head_max_logits", "qk_clip_"]
 
 LAYOUTS = ("separate", "fused_qkv")
+MEASURES = ("after_step", "forward")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,10 +200,10 @@ def qk_clip_(spec: AttentionSpec, max_logits: Tensor, tau: float) -> Tensor:
 
 
 def _scale_rows(module: nn.Module, start: int, count: int, factor: float) -> None:
-    module.weight[start : start + count].mul_(factor)
+    scale_rows_(module.weight, start, count, factor)  # also on FSDP2-sharded weights
     bias = getattr(module, "bias", None)
     if isinstance(bias, Tensor):
-        bias[start : start + count].mul_(factor)
+        scale_rows_(bias, start, count, factor)
 
 
 class QKClip:
@@ -210,6 +212,17 @@ class QKClip:
     Hooks record only while the projection module is in training mode. Several forwards
     before one :meth:`clip` (gradient accumulation) are maxed together.
 
+    ``measure`` says which weights S_h is measured with:
+
+    - ``"after_step"`` (default): the hooks keep the q/k projections' *inputs* of the last
+      batch; :meth:`clip`, called after the optimizer step, recomputes q and k with the
+      updated weights and takes S_h from them. Then every clipped head's max logit on that
+      batch is exactly τ *for the weights the training continues with*. Costs the two
+      projections and the logit max again, and holds the inputs until the step.
+    - ``"forward"``: S_h from the forward pass itself (K2's description), with the weights
+      *before* the step; the step's own update can then carry a clipped head above τ again
+      (at a high learning rate, by tens of percent — see ``benchmarks/muonclip_demo.py``).
+
     Attributes:
         tau: τ.
         max_logits: per spec name, the running max since the last :meth:`clip` (``(H,)``).
@@ -217,8 +230,13 @@ class QKClip:
             these for logging.
     """
 
-    def __init__(self, specs: Sequence[AttentionSpec], tau: float) -> None:
+    def __init__(
+        self, specs: Sequence[AttentionSpec], tau: float, *, measure: str = "after_step"
+    ) -> None:
         self.tau = check_number("qk_clip_tau", tau, 0.0, low_open=True)
+        self.measure = check_choice("qk_clip_measure", measure, MEASURES)
+        self._active = True
+        self._inputs: dict[tuple[str, str], list[Tensor]] = {}
         names = [s.name or f"attention{i}" for i, s in enumerate(specs)]
         if len(set(names)) != len(names):
             raise ValueError(f"attention spec names must be unique, got {names}")
@@ -248,7 +266,10 @@ class QKClip:
         other = "k" if role == "q" else "q"
 
         def hook(module: nn.Module, args: Any, out: Tensor) -> None:
-            if not module.training:
+            if not (module.training and self._active):
+                return
+            if self.measure == "after_step":
+                self._inputs.setdefault((name, role), []).append(args[0].detach())
                 return
             partner = self._pending.pop((name, other), None)
             if partner is None:
@@ -264,19 +285,44 @@ class QKClip:
         nq, nk = spec.num_heads * spec.dim, spec.kv_heads * spec.dim
 
         def hook(module: nn.Module, args: Any, out: Tensor) -> None:
-            if module.training:
+            if not (module.training and self._active):
+                return
+            if self.measure == "after_step":
+                self._inputs.setdefault((name, "q"), []).append(args[0].detach())
+            else:
                 self._record(name, out[..., :nq], out[..., nq : nq + nk])
 
         return hook
 
     def clip(self) -> dict[str, Tensor]:
         """Rescale the heads above τ; return γ per spec; reset the running maxima."""
+        if self.measure == "after_step":
+            self._remeasure()
         gammas = {
             name: qk_clip_(self.specs[name], S, self.tau) for name, S in self.max_logits.items()
         }
         self.last_max_logits, self.max_logits = self.max_logits, {}
         self._pending.clear()
+        self._inputs.clear()
         return gammas
+
+    @torch.no_grad()
+    def _remeasure(self) -> None:
+        """S_h from the kept inputs, with the current (updated) weights."""
+        self._active = False
+        try:
+            for name, spec in self.specs.items():
+                xs_q = self._inputs.get((name, "q"), [])
+                if spec.layout == "fused_qkv":
+                    nq, nk = spec.num_heads * spec.dim, spec.kv_heads * spec.dim
+                    for x in xs_q:
+                        out = spec.q_proj(x)
+                        self._record(name, out[..., :nq], out[..., nq : nq + nk])
+                else:
+                    for xq, xk in zip(xs_q, self._inputs.get((name, "k"), [])):
+                        self._record(name, spec.q_proj(xq), spec.k_proj(xk))  # type: ignore[misc]
+        finally:
+            self._active = True
 
     def remove(self) -> None:
         """Remove the forward hooks."""
