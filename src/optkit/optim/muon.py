@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int, check_number, check_pair
 from ._base import OptkitOptimizer
 from .adam import adam_update, check_adam_hyperparameters, gather_adam_state
-from .distributed import all_reduce_max_, is_dtensor, orthogonalize_distributed, process_group_of
+from .distributed import is_dtensor, orthogonalize_distributed, process_group_of
 from .orthogonalize import ns_schedule, orthogonalize_many
 from .partition import ParamRecord, describe, partition
 from .qk_clip import AttentionSpec, QKClip, find_attention
@@ -409,9 +409,7 @@ class MuonClip(Muon):
         loss = super().step(closure)
         params = [p for g in self.param_groups for p in g["params"]]
         # each data-parallel rank saw its own batch: clip on the max over all of them
-        group = process_group_of(params, getattr(self, "process_group", None))
-        all_reduce_max_(self.qk_clip.max_logits, group)
-        self.qk_clip.clip()
+        self.qk_clip.clip(process_group_of(params, getattr(self, "process_group", None)))
         return loss
 
     @property

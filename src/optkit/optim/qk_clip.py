@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_int, check_number
-from .distributed import scale_rows_
+from .distributed import all_reduce_max_, full_linear, scale_rows_
 
 __all__ = ["AttentionSpec", "QKClip", "find_attention", "head_max_logits", "qk_clip_"]
 
@@ -294,10 +294,15 @@ class QKClip:
 
         return hook
 
-    def clip(self) -> dict[str, Tensor]:
-        """Rescale the heads above τ; return γ per spec; reset the running maxima."""
+    def clip(self, process_group: Any = None) -> dict[str, Tensor]:
+        """Rescale the heads above τ; return γ per spec; reset the running maxima.
+
+        ``process_group``: under data parallelism, the ranks whose maxima are combined (MAX)
+        before the rescale — each rank saw its own batch (:func:`all_reduce_max_`).
+        """
         if self.measure == "after_step":
             self._remeasure()
+        all_reduce_max_(self.max_logits, process_group)
         gammas = {
             name: qk_clip_(self.specs[name], S, self.tau) for name, S in self.max_logits.items()
         }
@@ -316,11 +321,12 @@ class QKClip:
                 if spec.layout == "fused_qkv":
                     nq, nk = spec.num_heads * spec.dim, spec.kv_heads * spec.dim
                     for x in xs_q:
-                        out = spec.q_proj(x)
+                        out = full_linear(spec.q_proj, x)
                         self._record(name, out[..., :nq], out[..., nq : nq + nk])
                 else:
                     for xq, xk in zip(xs_q, self._inputs.get((name, "k"), [])):
-                        self._record(name, spec.q_proj(xq), spec.k_proj(xk))  # type: ignore[misc]
+                        q, k = full_linear(spec.q_proj, xq), full_linear(spec.k_proj, xk)
+                        self._record(name, q, k)
         finally:
             self._active = True
 
