@@ -73,6 +73,7 @@ __all__ = [
     "all_reduce_max_",
     "assign_owners",
     "chunk_rows",
+    "full_linear",
     "is_dtensor",
     "matrix_cost",
     "orthogonalize_distributed",
@@ -412,6 +413,20 @@ def all_reduce_max_(values: dict[str, Tensor], group: Any) -> None:
         n = values[k].numel()
         values[k] = flat[offset : offset + n].view(values[k].shape).to(values[k].dtype)
         offset += n
+
+
+@torch.no_grad()
+def full_linear(module: torch.nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` for an ``nn.Linear`` whose weight may be an FSDP2-sharded DTensor.
+
+    Outside FSDP's forward the weight is a shard: gather it (``full_tensor()``, every rank
+    must call this alike) and apply it to the local input. Used by QK-clip's re-measure.
+    """
+    weight, bias = module.weight, getattr(module, "bias", None)
+    if not is_dtensor(weight):
+        return module(x)
+    full_bias = bias.full_tensor() if is_dtensor(bias) else bias
+    return torch.nn.functional.linear(x, weight.full_tensor(), full_bias)
 
 
 @torch.no_grad()
