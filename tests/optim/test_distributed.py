@@ -221,33 +221,47 @@ def _recomputed_max_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )
 
 
+CLIP_CASES = [("fsdp", "after_step"), ("fsdp", "forward"), ("ddp", "after_step")]
+
+
 def _scenario_clip(rank, tmp):
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
     tau, batches = 4.0, _gpt_batches(3)
     last = batches[-1]
-    ref = _clip_model()
-    ref_opt = MuonClip(ref, qk_clip_tau=tau, **LR)
-    _train(ref, ref_opt, _gpt_loss, batches)
-    model = _fsdp(_clip_model())
-    opt = MuonClip(model, qk_clip_tau=tau, **LR)
-    _train(model, opt, _gpt_loss, batches, rank)
-    logits = torch.stack([opt.max_logits[k] for k in sorted(opt.max_logits)])
-    ref_logits = torch.stack([ref_opt.max_logits[k] for k in sorted(ref_opt.max_logits)])
-    # one more step at lr 0 on the last batch: only the clip acts; recompute on the full batch
-    for o in (opt, ref_opt):
-        for group in o.param_groups:
-            group["lr"] = 0.0
-    _train(model, opt, _gpt_loss, [last], rank)
-    _train(ref, ref_opt, _gpt_loss, [last])
-    plain = _clip_model()
-    with torch.no_grad():
-        for p, q in zip(plain.parameters(), model.parameters()):
-            p.copy_(_full(q))
-    return dict(
-        rel_err=_rel_err(model, ref), max_logit_err=(logits - ref_logits).abs().max().item(),
-        above_tau=(ref_logits > tau).sum().item(), tau=tau,
-        recomputed=_recomputed_max_logits(plain, last).tolist(),
-        ref_recomputed=_recomputed_max_logits(ref, last).tolist(),
-    )  # fmt: skip
+    out = {}
+    for engine, measure in CLIP_CASES:
+        kw = dict(qk_clip_tau=tau, qk_clip_measure=measure, **LR)
+        ref = _clip_model()
+        ref_opt = MuonClip(ref, **kw)
+        _train(ref, ref_opt, _gpt_loss, batches)
+        if engine == "fsdp":
+            model = inner = _fsdp(_clip_model())
+            opt = MuonClip(model, **kw)
+        else:
+            model = DDP(_clip_model())
+            inner = model.module
+            opt = MuonClip(inner, process_group=dist.group.WORLD, **kw)
+        _train(model, opt, _gpt_loss, batches, rank)
+        logits = torch.stack([opt.max_logits[k] for k in sorted(opt.max_logits)])
+        ref_logits = torch.stack([ref_opt.max_logits[k] for k in sorted(ref_opt.max_logits)])
+        # one more step at lr 0 on the last batch: only the clip acts; recompute on the batch
+        for o in (opt, ref_opt):
+            for group in o.param_groups:
+                group["lr"] = 0.0
+        _train(model, opt, _gpt_loss, [last], rank)
+        _train(ref, ref_opt, _gpt_loss, [last])
+        plain = _clip_model()
+        with torch.no_grad():
+            for p, q in zip(plain.parameters(), inner.parameters()):
+                p.copy_(_full(q))
+        out[(engine, measure)] = dict(
+            rel_err=_rel_err(inner, ref), max_logit_err=(logits - ref_logits).abs().max().item(),
+            above_tau=(ref_logits > tau).sum().item(), tau=tau,
+            recomputed=_recomputed_max_logits(plain, last).tolist(),
+            ref_recomputed=_recomputed_max_logits(ref, last).tolist(),
+        )  # fmt: skip
+    return out
 
 
 def _scenario_dcp(rank, tmp):
@@ -355,8 +369,9 @@ def test_fsdp_equals_single_process(results, model):
     assert r["received"] > 0
 
 
-def test_muonclip_under_fsdp_caps_like_single_process(results):
-    r = _get(results, "clip")
+@pytest.mark.parametrize("case", CLIP_CASES, ids=["-".join(c) for c in CLIP_CASES])
+def test_muonclip_caps_like_single_process(results, case):
+    r = _get(results, "clip")[case]
     assert r["above_tau"] > 0  # the clip had something to do
     assert r["rel_err"] <= 1e-6
     assert r["max_logit_err"] <= 1e-6 * r["tau"]  # the all-reduced maxima = full-batch maxima
