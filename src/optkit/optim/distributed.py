@@ -75,6 +75,7 @@ __all__ = [
     "chunk_rows",
     "full_linear",
     "is_dtensor",
+    "local_tensors",
     "matrix_cost",
     "orthogonalize_distributed",
     "process_group_of",
@@ -157,6 +158,15 @@ def chunk_rows(rows: int, world: int) -> list[tuple[int, int]]:
     return [
         (min(r * size, rows), max(0, min(rows, (r + 1) * size) - r * size)) for r in range(world)
     ]
+
+
+def local_tensors(tensors: Any) -> Any:
+    """The same NamedTuple of tensor lists with every DTensor replaced by its local shard.
+
+    The shards are views: an in-place update of them updates the DTensors. Elementwise rules
+    (AdamW) then run on plain tensors, without DTensor dispatch per op.
+    """
+    return type(tensors)(*([_local(t) for t in lst] for lst in tensors))
 
 
 def process_group_of(tensors: Sequence[Tensor], process_group: Any = None) -> Any:

@@ -34,7 +34,12 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int, check_number, check_pair
 from ._base import OptkitOptimizer
 from .adam import adam_update, check_adam_hyperparameters, gather_adam_state
-from .distributed import is_dtensor, orthogonalize_distributed, process_group_of
+from .distributed import (
+    is_dtensor,
+    local_tensors,
+    orthogonalize_distributed,
+    process_group_of,
+)
 from .orthogonalize import ns_schedule, orthogonalize_many
 from .partition import ParamRecord, describe, partition
 from .qk_clip import AttentionSpec, QKClip, find_attention
@@ -281,10 +286,13 @@ class Muon(OptkitOptimizer):
     def _step_group(self, group: dict[str, Any]) -> None:
         if group["algorithm"] == "adamw":
             beta1, beta2 = group["betas"]
+            tensors, fused = gather_adam_state(self, group), group["fused"]
+            if any(is_dtensor(p) for p in tensors.params):  # FSDP2: each rank updates its shards
+                tensors, fused = local_tensors(tensors), False
             adam_update(
-                gather_adam_state(self, group), lr=group["lr"], beta1=beta1, beta2=beta2,
+                tensors, lr=group["lr"], beta1=beta1, beta2=beta2,
                 eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
-                decoupled=True, maximize=group["maximize"], fused=group["fused"],
+                decoupled=True, maximize=group["maximize"], fused=fused,
             )  # fmt: skip
             return
         params, grads = self._params_with_grad(group)
