@@ -46,9 +46,18 @@ that dtype, so sending both in the compute dtype loses nothing: results are bit-
 sending the parameter dtype. With float32 parameters and bf16 compute, b = 2; with float64
 (the tests) or float32 compute, b = the parameter's element size.
 
-QK-clip under data parallelism (:func:`all_reduce_max_`, :func:`scale_rows_`): every rank saw
-its own batch, so the per-head maxima are all-reduced with MAX before the rescale (one small
-collective per step), and a head's W_q/W_k rows are scaled on whatever rank holds them.
+AdamW groups and the elementwise Muon stages stay on each rank's own tensors; under FSDP2 the
+AdamW rule runs on the shards' local views (:func:`local_tensors`).
+
+QK-clip under data parallelism (:func:`all_reduce_max_`, :func:`scale_rows_`,
+:func:`full_linear`): every rank saw its own batch, so the per-head maxima are all-reduced with
+MAX before the rescale (one collective of 4 bytes per head), and a head's W_q/W_k rows are
+scaled on whatever rank holds them (rows of one head may sit on two ranks). MuonClip's default
+``qk_clip_measure="after_step"`` recomputes q and k with the updated weights; under FSDP2 that
+all-gathers W_q and W_k (and their biases) once per step with ``DTensor.full_tensor()`` —
+(w − 1)/w of those bytes per rank, not counted in :data:`STATS`. With
+``torch.distributed.checkpoint.state_dict.get_state_dict``, MuonClip's extra ``qk_clip``
+state-dict entry (τ, the maxima last seen) is dropped; nothing in it is needed to resume.
 
 Every collective is a plain ``torch.distributed`` one on the given group (gloo, NCCL, ...);
 :data:`STATS` counts the bytes this rank sent and received.
