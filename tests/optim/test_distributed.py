@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optkit.optim import distributed as D
-from optkit.optim._toy_models import ToyGPT
+from optkit.optim._toy_models import ToyGPT, ToyMoE
 from optkit.optim.muon import Muon, MuonClip
 from optkit.optim.qk_clip import head_max_logits
 
@@ -84,15 +84,22 @@ def _mlp() -> nn.Module:
     ).to(F64)  # fmt: skip
 
 
+def _moe() -> nn.Module:
+    # stacked experts (3, 16, 8) and (3, 8, 16) sharded 2/1 on the expert dimension: each rank
+    # orthogonalizes the experts it holds, no communication
+    torch.manual_seed(0)
+    return ToyMoE(d=8, hidden=16, experts=3, classes=3).to(F64)
+
+
 def _gpt_batches(steps: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return [torch.randint(0, 32, (4, 12), generator=g) for _ in range(steps)]
 
 
-def _mlp_batches(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _mlp_batches(steps: int, d: int = 15) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(2)
     return [
-        (torch.randn(8, 15, dtype=F64, generator=g), torch.randn(8, 3, dtype=F64, generator=g))
+        (torch.randn(8, d, dtype=F64, generator=g), torch.randn(8, 3, dtype=F64, generator=g))
         for _ in range(steps)
     ]
 
@@ -174,6 +181,7 @@ def _scenario_fsdp(rank, tmp):
     for name, make, loss_fn, batches in [
         ("gpt", _gpt, _gpt_loss, _gpt_batches(3)),
         ("mlp", _mlp, _mlp_loss, _mlp_batches(3)),
+        ("moe", _moe, _mlp_loss, _mlp_batches(3, d=8)),
     ]:
         ref = make()
         _train(ref, Muon(ref, **LR), loss_fn, batches)
@@ -264,6 +272,29 @@ def _scenario_clip(rank, tmp):
     return out
 
 
+def _scenario_placements(rank, tmp):
+    """orthogonalize_distributed on DTensors of every kind = orthogonalize_many of the full."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (WORLD,))
+    g = torch.Generator().manual_seed(3)
+    cases = [
+        ((7, 10), Shard(0)), ((12, 5), Shard(0)), ((7, 10), Shard(0)),  # row-sharded
+        ((3, 5, 7), Shard(0)),  # a stack sharded on its batch dimension: local
+        ((6, 9), Replicate()),  # replicated over the mesh: split by cost + all-gather
+        ((6, 9), Shard(1)),  # columns sharded: the full_tensor() fallback
+    ]  # fmt: skip
+    full = [torch.randn(shape, dtype=F64, generator=g) for shape, _ in cases]
+    dts = [distribute_tensor(t, mesh, [pl]) for t, (_, pl) in zip(full, cases)]
+    out = D.orthogonalize_distributed(dts, dtype=F64)
+    want = D.orthogonalize_many(full, dtype=F64)
+    return dict(
+        errors=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out, want)],
+        placements_kept=all(o.placements == d.placements for o, d in zip(out, dts)),
+    )
+
+
 def _scenario_dcp(rank, tmp):
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -309,6 +340,7 @@ def _local(t):
 
 
 SCENARIOS = {
+    "placements": _scenario_placements,
     "ddp": _scenario_ddp,
     "fsdp": _scenario_fsdp,
     "clip": _scenario_clip,
@@ -360,7 +392,13 @@ def test_ddp_equals_single_process(results, model):
     assert r["collectives"] > 0 and r["received"] > 0  # the work was really split
 
 
-@pytest.mark.parametrize("model", ["gpt", "mlp"])
+def test_every_dtensor_placement(results):
+    r = _get(results, "placements")
+    assert max(r["errors"]) <= 1e-12
+    assert r["placements_kept"]
+
+
+@pytest.mark.parametrize("model", ["gpt", "mlp", "moe"])
 def test_fsdp_equals_single_process(results, model):
     r = _get(results, "fsdp")[model]
     assert r["rel_err"] <= 1e-6
