@@ -11,11 +11,12 @@ the wire (see "Wire dtype" below).
 
 **Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i
 (DDP all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on
-their cost c_i = min(R_i, C_i)²·max(R_i, C_i) (the FLOPs of a Newton–Schulz step, up to a
-constant): sorted by decreasing cost, each goes to the least-loaded rank — deterministic, the
-same on every rank, no communication. Each rank orthogonalizes its own matrices (same shapes
-still batched into one ``bmm`` chain) and writes them into one flat buffer; one
-``all_gather_into_tensor`` gives every rank every O_i, bit-identical everywhere::
+their cost c_i = min(R_i, C_i)²·max(R_i, C_i) (the leading term of a Newton–Schulz step's
+FLOPs, 4m²n + 2m³ for m = min ≤ n = max): sorted by decreasing cost, each goes to the
+least-loaded rank — deterministic, the same on every rank, no communication. Each rank
+orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes
+them into one flat buffer; one all-gather (``all_gather_single``, formerly
+``all_gather_into_tensor``) gives every rank every O_i, bit-identical everywhere::
 
     each rank receives (w − 1)·L·b     L = max over ranks of the owned elements (≥ P/w),
                                        ≈ (w − 1)/w · P·b when the owners' loads are balanced
@@ -30,10 +31,11 @@ its matrix's owner, the owner orthogonalizes the assembled matrices, and a secon
     each rank sends and receives, per all_to_all, about (w − 1)/w² · P·b
     in total over all ranks: 2·(w − 1)/w · P·b per step
 
-This is the communication volume of Moonlight's "gather on owner, scatter back" scheme,
-done with two collectives per step instead of one per matrix. For scale: FSDP2 itself moves
-3·(w − 1)/w of the parameter bytes per step (all-gather in forward and backward,
-reduce-scatter of gradients), and DDP's all-reduce 2·(w − 1)/w.
+Per rank that is 2/w of what Moonlight's Distributed Muon moves (there every rank gathers
+every full matrix, (w − 1)/w · P·b, and repeats every Newton–Schulz); here each matrix is
+gathered once, on its owner, and the NS work is split. For scale, per rank and step: FSDP2
+itself moves about 3·(w − 1)/w of the parameter bytes (all-gather in forward and backward,
+reduce-scatter of gradients), DDP's ring all-reduce 2·(w − 1)/w.
 
 Other DTensor layouts: a stacked batch of matrices sharded on a batch dimension (MoE experts
 ``(E, out, in)`` with ``Shard(0)``) is orthogonalized where it lives, no communication; a
