@@ -18,7 +18,8 @@ Measured, with anchors run beside optkit in the same process:
 2. bytes this rank sent / received in Muon's collectives during one optimizer step (DDP and
    FSDP2), against the parameter bytes; DDP's own gradient all-reduce for scale.
 3. step time (forward + backward with DDP's all-reduce + optimizer step) of DDP +
-   ``optkit.Muon(process_group=WORLD)`` against DDP + ``torch.optim.AdamW(fused=True)``, and
+   ``optkit.Muon(process_group=WORLD)`` against DDP + ``torch.optim.AdamW(fused=True)``, the
+   same under FSDP2 (AdamW with ``foreach=True``: torch's fused kernels reject DTensors), and
    the optimizer step alone.
 
 Numbers are medians over ``--reps`` repetitions; rank 0 prints.
@@ -146,7 +147,7 @@ def main() -> None:
     say(f"   for scale: DDP's gradient all-reduce (ring) moves 2(w-1)/w = "
         f"{2 * (world - 1) / world:.2f}x param bytes per rank")  # fmt: skip
 
-    # 3. DDP step time -----------------------------------------------------------------------
+    # 3. step time -----------------------------------------------------------------------------
     T = 64
     B = max(1, args.tokens // T)
     tokens = torch.randint(0, args.vocab, (B, T + 1), generator=torch.Generator().manual_seed(rank))
@@ -158,22 +159,40 @@ def main() -> None:
         F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)).backward()
         optimizer.step()
 
-    rows = []
-    for name in ("DDP + torch AdamW (fused)", "DDP + optkit.Muon"):
+    def build(name):
         net = gpt_like_model(args.dim, args.layers, args.vocab).to(device)
-        ddp = DDP(net)
-        if "AdamW" in name:
-            optimizer = torch.optim.AdamW(net.parameters(), lr=3e-4, fused=True)
-        else:
-            optimizer = Muon(net, process_group=dist.group.WORLD)
-        iteration(ddp, optimizer)  # warm-up, creates the state
-        t_iter = median_time(lambda: iteration(ddp, optimizer), args.reps)  # noqa: B023
+        if name.startswith("DDP"):
+            wrapped = DDP(net)
+            if "AdamW" in name:
+                return wrapped, torch.optim.AdamW(net.parameters(), lr=3e-4, fused=True)
+            return wrapped, Muon(net, process_group=dist.group.WORLD)
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(device.type, (world,))
+        for block in net.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(net, mesh=mesh)
+        if "AdamW" in name:  # torch's fused kernels do not take DTensors
+            return net, torch.optim.AdamW(net.parameters(), lr=3e-4, foreach=True)
+        return net, Muon(net)
+
+    names = (
+        "DDP + torch AdamW (fused)", "DDP + optkit.Muon",
+        "FSDP2 + torch AdamW (foreach)", "FSDP2 + optkit.Muon",
+    )  # fmt: skip
+    rows = []
+    for name in names:
+        wrapped, optimizer = build(name)
+        iteration(wrapped, optimizer)  # warm-up, creates the state
+        t_iter = median_time(lambda w=wrapped, o=optimizer: iteration(w, o), args.reps)
         t_opt = median_time(optimizer.step, args.reps)
         rows.append((name, t_iter, t_opt))
-    say(f"\n3. step time, seconds ({B}x{T} tokens per rank; max over ranks of the median)")
-    base_iter, base_opt = rows[0][1], rows[0][2]
-    for name, t_iter, t_opt in rows:
-        say(f"   {name:28s} iteration {t_iter:7.3f} ({t_iter / base_iter:.2f}x)   "
+    say(f"\n3. step time, seconds ({B}x{T} tokens per rank; max over ranks of the median);")
+    say("   ratios against the AdamW row of the same engine")
+    for k, (name, t_iter, t_opt) in enumerate(rows):
+        base_iter, base_opt = rows[k - k % 2][1], rows[k - k % 2][2]
+        say(f"   {name:30s} iteration {t_iter:7.3f} ({t_iter / base_iter:.2f}x)   "
             f"optimizer.step {t_opt:7.3f} ({t_opt / base_opt:.2f}x)")  # fmt: skip
     dist.destroy_process_group()
 
