@@ -289,8 +289,15 @@ def _scenario_placements(rank, tmp):
     dts = [distribute_tensor(t, mesh, [pl]) for t, (_, pl) in zip(full, cases)]
     out = D.orthogonalize_distributed(dts, dtype=F64)
     want = D.orthogonalize_many(full, dtype=F64)
+    # float32 with the default NS dtype (bf16 where the CPU has it): the wire carries the
+    # compute dtype, which must not change the result
+    dts32 = [distribute_tensor(t.float(), mesh, [pl]) for t, (_, pl) in zip(full, cases)]
+    out32 = D.orthogonalize_distributed(dts32)
+    want32 = D.orthogonalize_many([t.float() for t in full])
     return dict(
         errors=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out, want)],
+        errors32=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out32, want32)],
+        dtypes32=all(o.dtype == torch.float32 for o in out32),
         placements_kept=all(o.placements == d.placements for o, d in zip(out, dts)),
     )
 
@@ -395,6 +402,7 @@ def test_ddp_equals_single_process(results, model):
 def test_every_dtensor_placement(results):
     r = _get(results, "placements")
     assert max(r["errors"]) <= 1e-12
+    assert max(r["errors32"]) <= 1e-6 and r["dtypes32"]
     assert r["placements_kept"]
 
 
