@@ -13,9 +13,11 @@ One step of a "muon" param group is three stages, each a function over *lists* o
 
 Stage 2 is the seam for distributed Muon: it receives the group's full list of matrices (in
 parameter order, already reshaped to ``(…, rows, cols)``) and must return one orthogonalized
-tensor per entry, same shape. A DDP/FSDP variant overrides ``_orthogonalize`` to give each rank
-a share of the list (or of the shards it owns), orthogonalize it with the same pure function
-and all-gather the results; stages 1 and 3 are elementwise and stay local.
+tensor per entry, same shape. Under DDP (``process_group=``) or FSDP2 (DTensor parameters)
+``_orthogonalize`` hands the list to
+:func:`optkit.optim.distributed.orthogonalize_distributed`, which gives each rank a share by
+cost, orthogonalizes it with the same pure function and returns every rank its results (or its
+rows); stages 1 and 3 are elementwise and stay local.
 
 "adamw" groups call :func:`optkit.optim.adam.adam_update` — the one Adam/AdamW rule of optkit —
 with state created by :func:`optkit.optim.adam.gather_adam_state` (torch's keys), so the AdamW
