@@ -294,7 +294,25 @@ def _scenario_placements(rank, tmp):
     dts32 = [distribute_tensor(t.float(), mesh, [pl]) for t, (_, pl) in zip(full, cases)]
     out32 = D.orthogonalize_distributed(dts32)
     want32 = D.orthogonalize_many([t.float() for t in full])
+    # HSDP layout (Replicate(), Shard(0)) on a 2-D mesh (1 × 2 here: 2 processes)
+    mesh2 = init_device_mesh("cpu", (1, WORLD), mesh_dim_names=("replicate", "shard"))
+    hsdp = [distribute_tensor(t, mesh2, [Replicate(), Shard(0)]) for t in full[:3]]
+    before = D.STATS.collectives
+    out_hsdp = D.orthogonalize_distributed(hsdp, dtype=F64)
+    hsdp_collectives = D.STATS.collectives - before
+    # QK-clip's row rescale on every layout: rows 5..9 straddle the 4/3 shards of 7 rows
+    scaled = []
+    for t in (dts[0], hsdp[0], dts[4]):
+        t = t.clone()
+        D.scale_rows_(t, 3, 3, 0.5)
+        scaled.append(t.full_tensor())
+    want_scaled = [full[0].clone(), full[0].clone(), full[4].clone()]
+    for t in want_scaled:
+        t[3:6] *= 0.5
     return dict(
+        hsdp_errors=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out_hsdp, want)],
+        hsdp_collectives=hsdp_collectives,
+        scale_errors=[(a - b).abs().max().item() for a, b in zip(scaled, want_scaled)],
         errors=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out, want)],
         errors32=[(o.full_tensor() - w).abs().max().item() for o, w in zip(out32, want32)],
         dtypes32=all(o.dtype == torch.float32 for o in out32),
@@ -402,6 +420,9 @@ def test_ddp_equals_single_process(results, model):
 def test_every_dtensor_placement(results):
     r = _get(results, "placements")
     assert max(r["errors"]) <= 1e-12
+    assert max(r["hsdp_errors"]) <= 1e-12
+    assert r["hsdp_collectives"] == 2  # the sharded path's two all_to_all, not the fallback
+    assert max(r["scale_errors"]) == 0.0
     assert max(r["errors32"]) <= 1e-6 and r["dtypes32"]
     assert r["placements_kept"]
 

@@ -39,8 +39,10 @@ reduce-scatter of gradients), DDP's ring all-reduce 2·(w − 1)/w.
 
 Other DTensor layouts: a stacked batch of matrices sharded on a batch dimension (MoE experts
 ``(E, out, in)`` with ``Shard(0)``) is orthogonalized where it lives, no communication; a
-``Replicate()`` DTensor takes the replicated path over its mesh; anything else (2-D meshes,
-columns sharded) falls back to ``full_tensor()`` on every rank — correct, not economical.
+``Replicate()`` DTensor takes the replicated path over its mesh; HSDP's ``(Replicate(),
+Shard(0))`` on a 2-D mesh takes the sharded path over the shard dimension's group (each
+replica group repeats the same work); anything else (columns sharded, tensor parallelism)
+falls back to ``full_tensor()`` on every rank — correct, not economical.
 
 **Wire dtype.** Newton–Schulz first copies U into its compute dtype (bf16 on CUDA and on CPUs
 with native bf16, :func:`optkit.optim.orthogonalize.default_ns_dtype`) and O comes out of
@@ -90,6 +92,7 @@ __all__ = [
     "matrix_cost",
     "orthogonalize_distributed",
     "process_group_of",
+    "row_shard_dim",
     "scale_rows_",
 ]
 
@@ -181,13 +184,32 @@ def local_tensors(tensors: Any) -> Any:
 
 
 def process_group_of(tensors: Sequence[Tensor], process_group: Any = None) -> Any:
-    """The group to reduce over: ``process_group`` if given, else the mesh group of the first
-    1-D-mesh DTensor in ``tensors``, else None (single process)."""
+    """The group(s) to reduce over: ``process_group`` if given, else the mesh group of the
+    first DTensor in ``tensors`` (a list of one group per mesh dimension for an n-D mesh, e.g.
+    HSDP), else None (single process)."""
     if process_group is not None:
         return process_group
     for t in tensors:
-        if is_dtensor(t) and t.device_mesh.ndim == 1:
-            return t.device_mesh.get_group()
+        if is_dtensor(t):
+            mesh = t.device_mesh
+            return (
+                mesh.get_group()
+                if mesh.ndim == 1
+                else [mesh.get_group(d) for d in range(mesh.ndim)]
+            )
+    return None
+
+
+def row_shard_dim(t: Tensor) -> int | None:
+    """For a DTensor whose placements are ``Shard(0)`` on one mesh dimension and
+    ``Replicate()`` on the others (FSDP2: 1-D mesh; HSDP: ``(Replicate(), Shard(0))``), that
+    mesh dimension; -1 when all are ``Replicate()``; None for any other layout."""
+    shard = [d for d, p in enumerate(t.placements) if not isinstance(p, Replicate)]
+    if not shard:
+        return -1
+    if len(shard) == 1 and isinstance(t.placements[shard[0]], Shard):
+        if t.placements[shard[0]].dim == 0 and type(t.placements[shard[0]]) is Shard:
+            return shard[0]
     return None
 
 
@@ -231,16 +253,15 @@ def orthogonalize_distributed(
                 replicated.setdefault(process_group, []).append(i)
             continue
         mesh, placements = m.device_mesh, tuple(m.placements)
-        if mesh.size() == 1:
-            local.append(i)
-        elif mesh.ndim != 1:
-            fallback.append(i)
-        elif isinstance(placements[0], Replicate):
+        rows = row_shard_dim(m)
+        if mesh.size() == 1 or (rows == -1 and mesh.ndim > 1):
+            local.append(i)  # every rank holds all of it
+        elif rows == -1:
             replicated.setdefault(mesh.get_group(), []).append(i)
-        elif isinstance(placements[0], Shard) and placements[0].dim < m.ndim - 2:
+        elif rows is not None and m.ndim == 2:
+            sharded.setdefault(mesh.get_group(rows), []).append(i)  # FSDP2, HSDP
+        elif mesh.ndim == 1 and isinstance(placements[0], Shard) and placements[0].dim < m.ndim - 2:
             local.append(i)  # whole matrices of a stack live on each rank
-        elif isinstance(placements[0], Shard) and placements[0].dim == 0 and m.ndim == 2:
-            sharded.setdefault(mesh.get_group(), []).append(i)
         else:
             fallback.append(i)
 
@@ -420,15 +441,19 @@ def _count(sent: int, received: int) -> None:
 def all_reduce_max_(values: dict[str, Tensor], group: Any) -> None:
     """Replace each tensor of ``values`` by its elementwise max over the ranks of ``group``.
 
-    One ``all_reduce(MAX)`` for the whole dict (keys sorted, so every rank packs alike). Every
-    rank must hold the same keys and shapes.
+    One ``all_reduce(MAX)`` for the whole dict (keys sorted, so every rank packs alike); a list
+    of groups (the dimensions of a mesh) reduces over each in turn, i.e. over all their ranks.
+    Every rank must hold the same keys and shapes.
     """
-    if group is None or not values or dist.get_world_size(group) == 1:
+    groups = group if isinstance(group, (list, tuple)) else [group]
+    groups = [g for g in groups if g is not None and dist.get_world_size(g) > 1]
+    if not groups or not values:
         return
     keys = sorted(values)
     flat = torch.cat([values[k].reshape(-1).float() for k in keys])
-    dist.all_reduce(flat, op=dist.ReduceOp.MAX, group=group)
-    _count(flat.numel() * 4, flat.numel() * 4)
+    for g in groups:
+        dist.all_reduce(flat, op=dist.ReduceOp.MAX, group=g)
+        _count(flat.numel() * 4, flat.numel() * 4)
     offset = 0
     for k in keys:
         n = values[k].numel()
@@ -453,22 +478,20 @@ def full_linear(module: torch.nn.Module, x: Tensor) -> Tensor:
 @torch.no_grad()
 def scale_rows_(t: Tensor, start: int, count: int, factor: float) -> None:
     """``t[start : start + count] *= factor`` in place, also for a DTensor sharded on dim 0
-    (each rank scales the rows it holds) or replicated (each rank scales its copy)."""
+    (each rank scales the rows it holds; :func:`row_shard_dim`) or replicated."""
     if not is_dtensor(t):
         t[start : start + count].mul_(factor)
         return
-    local = t.to_local()
-    placement = t.placements[0] if t.device_mesh.ndim == 1 else None
-    if isinstance(placement, Replicate):
+    local, mesh, dim = t.to_local(), t.device_mesh, row_shard_dim(t)
+    if dim == -1:
         local[start : start + count].mul_(factor)
-    elif isinstance(placement, Shard) and placement.dim == 0:
-        mesh = t.device_mesh
-        first, rows = chunk_rows(t.shape[0], mesh.size())[mesh.get_local_rank()]
+    elif dim is not None:
+        first, rows = chunk_rows(t.shape[0], mesh.size(dim))[mesh.get_local_rank(dim)]
         lo, hi = max(start, first), min(start + count, first + rows)
         if lo < hi:
             local[lo - first : hi - first].mul_(factor)
     else:
         raise NotImplementedError(
-            f"QK-clip on a DTensor with placements {t.placements} on a {t.device_mesh.ndim}-D "
-            "mesh: only Shard(0) or Replicate() on a 1-D mesh"
+            f"QK-clip on a DTensor with placements {t.placements}: only Shard(0) on one mesh "
+            "dimension (FSDP2, HSDP) with Replicate() on the others, or all Replicate()"
         )
