@@ -58,3 +58,20 @@ def test_factories():
     x = lr.x_star.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(lr.fun(x), x)
     assert float(g.abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_loss_analytic_gradient_matches_autograd(n_classes):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    y = torch.arange(40) % n_classes
+    loss = problems.LogisticLoss(X.numpy(), y, C=0.5)
+    assert loss.X.stride(0) == 1 and loss.shape == ((6,) if n_classes == 2 else (6, n_classes))
+    x = 0.3 * torch.randn(loss.shape, generator=gen, dtype=torch.float64)
+    f, g = loss.value_and_grad(x)
+    xg = x.clone().requires_grad_(True)
+    fa = loss(xg)
+    (ga,) = torch.autograd.grad(fa, xg)
+    assert abs(f - float(fa)) <= 1e-14 and torch.allclose(g, ga, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="C must be > 0"):
+        problems.LogisticLoss(X, y, C=0.0)

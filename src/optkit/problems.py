@@ -31,6 +31,7 @@ from torch import Tensor
 
 __all__ = [
     "PROBLEMS",
+    "LogisticLoss",
     "Problem",
     "extended_rosenbrock",
     "logistic_regression",
@@ -436,6 +437,113 @@ def logistic_regression(
         "synthetic",
         {"X": Xt, "y": yt, "l2": l2},
     )
+
+
+class LogisticLoss:
+    """L2-regularized logistic regression on your data, scikit-learn's objective, in torch.
+
+    With ``x = [W; b]`` (the ``(d + 1, K)`` weights and intercepts, or ``(d + 1,)`` for two
+    classes) and ``zᵢ = xᵢᵀW + b``::
+
+        f(W, b) = (1/N) Σᵢ CE(softmax(zᵢ), yᵢ) + ‖W‖² / (2·C·N)     (two classes: log(1 + e^z) − yz)
+
+    which is what ``sklearn.linear_model.LogisticRegression(C=C)`` minimizes (its objective
+    divided by N, so the same minimizer). Two ways to use it:
+
+    * ``loss(x)``: a torch expression, for ``optkit.minimize(loss, x0)`` (autograd);
+    * ``loss.value_and_grad(x) -> (f, g)``: f and ∇f in one pass with the gradient written out,
+      ``g = [Xᵀ(p − Y); 1ᵀ(p − Y)]/N + [W/(C·N); 0]`` with p the predicted probabilities — for
+      ``optkit.minimize(loss.value_and_grad, x0, jac=True)`` (no autograd graph, fewer
+      temporaries).
+
+    X is stored column-major (one copy at construction): single-threaded MKL computes both
+    ``X·w`` and ``Xᵀr`` from a column-major X in about a third of the time it takes from the
+    row-major array NumPy hands over (50 000 × 200 float64, one thread: 11 ms vs 40 ms per
+    f + ∇f for the two products); the copy costs about one NumPy ``asfortranarray`` (65 ms
+    there).
+
+    Args:
+        X: ``(N, d)`` features (NumPy array or tensor; converted to ``dtype``).
+        y: ``(N,)`` integer class labels ``0 … K−1``.
+        C: Inverse regularization strength (scikit-learn's), > 0.
+        dtype: Floating dtype of the data and of the x it expects.
+
+    Attributes:
+        n_classes: K. ``shape``: the shape of x. ``x0()``: zeros of that shape.
+
+    Example:
+        >>> import torch, optkit
+        >>> X = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+        >>> loss = optkit.problems.LogisticLoss(X, torch.tensor([0, 1, 1, 0]))
+        >>> f, g = loss.value_and_grad(loss.x0())
+        >>> round(f, 6), loss.shape, torch.allclose(g, torch.func.grad(loss)(loss.x0()))
+        (0.693147, (3,), True)
+    """
+
+    def __init__(self, X, y, C: float = 1.0, dtype: torch.dtype = torch.float64) -> None:
+        if not C > 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        if isinstance(X, Tensor) and X.device.type == "cpu":
+            X = X.numpy(force=True)
+        if isinstance(X, np.ndarray):  # NumPy's transposing copy is 2x faster than torch's
+            X = torch.from_numpy(
+                np.asfortranarray(X, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+            )
+        X = torch.as_tensor(X).to(dtype)
+        y = torch.as_tensor(y).long()
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise ValueError(
+                f"need X of shape (N, d) and y of shape (N,), got {X.shape}, {y.shape}"
+            )
+        self.N, self.d = X.shape
+        self.n_classes = max(2, int(y.max()) + 1)
+        self.C, self.dtype = float(C), dtype
+        self.X = X if X.stride(0) == 1 else X.T.contiguous().T  # column-major: see above
+        self.y = y
+        if self.n_classes == 2:
+            self.shape: tuple[int, ...] = (self.d + 1,)
+            self._yf = y.to(dtype)
+        else:
+            self.shape = (self.d + 1, self.n_classes)
+            self._rows = torch.arange(self.N)
+        self._l2 = 1.0 / (self.C * self.N)
+
+    def x0(self) -> Tensor:
+        """Zeros of :attr:`shape` (scikit-learn's start)."""
+        return torch.zeros(self.shape, dtype=self.dtype)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        W, b = x[:-1], x[-1]
+        z = self.X @ W + b
+        if self.n_classes == 2:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, self._yf)
+        else:
+            loss = torch.nn.functional.cross_entropy(z, self.y)
+        return loss + 0.5 * self._l2 * (W * W).sum()
+
+    def value_and_grad(self, x: Tensor) -> tuple[float, Tensor]:
+        """``(f(x), ∇f(x))`` without autograd: one forward pass, the gradient written out."""
+        x = x.detach()
+        W, b = x[:-1], x[-1]
+        g = torch.empty_like(x)
+        if self.n_classes == 2:
+            z = torch.addmv(b.expand(self.N), self.X, W)
+            # log(1 + e^z) − y·z, summed; its derivative in z is sigmoid(z) − y
+            f = float(torch.nn.functional.softplus(z).sum() - self._yf @ z)
+            r = torch.sigmoid(z).sub_(self._yf)
+            torch.mv(self.X.T, r, out=g[:-1])
+            g[-1] = r.sum()
+        else:
+            z = torch.addmm(b, self.X, W)
+            lse = torch.logsumexp(z, 1)
+            f = float(lse.sum() - z[self._rows, self.y].sum())
+            r = z.sub_(lse[:, None]).exp_()  # softmax probabilities p
+            r[self._rows, self.y] -= 1.0  # p − Y
+            torch.mm(self.X.T, r, out=g[:-1])
+            g[-1] = r.sum(0)
+        g.div_(self.N)
+        g[:-1].add_(W, alpha=self._l2)
+        return f / self.N + 0.5 * self._l2 * float((W * W).sum()), g
 
 
 def _p(name, fun, x0, f_star, x_star, description, source) -> Problem:

@@ -286,6 +286,8 @@ class LBFGS:
 
     ``H₀ = γ I`` with ``γ = sᵀy / yᵀy`` from the newest pair (the lecture's ``H_t⁰``,
     N&W eq. 7.20). Memory O(m·n), time O(m·n) per direction. Pairs with ``yᵀs ≤ 0`` are skipped.
+    The very first step, along −g, is tried at t = 1/‖g‖₂ as in L-BFGS-B (see :mod:`._loop`);
+    with ``h0="first"`` at BFGS's first trial step instead.
 
     Args:
         history: m, number of (s, y) pairs kept (default 10).
@@ -295,6 +297,8 @@ class LBFGS:
 
     def __init__(self, history: int = 10, h0: str = "last") -> None:
         self.history, self.h0 = history, h0
+        # first trial step 1/‖g₀‖₂ as L-BFGS-B; h0="first" keeps BFGS's, to equal dense BFGS
+        self.first_step_inverse_gnorm = h0 == "last"
         self.pairs: deque = deque(maxlen=history)
         self.gamma: float | None = None
         self.skipped = 0
