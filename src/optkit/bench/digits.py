@@ -71,22 +71,22 @@ class DigitsConfig:
 
     models: tuple[str, ...] = MODELS
     optimizers: tuple[str, ...] = OPTIMIZERS
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     evals_per_epoch: int = 2
     seeds: int = 3
     lrs: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {
-            "sgd": (0.03, 0.1, 0.3),
-            "rmsprop": (3e-4, 1e-3, 3e-3),
-            "adam": (1e-3, 3e-3, 1e-2),
-            "adam_l2": (1e-3, 3e-3, 1e-2),
-            "adamw": (1e-3, 3e-3, 1e-2),
-            "muon": (0.01, 0.02, 0.05),
+            "sgd": (0.03, 0.1),
+            "rmsprop": (3e-4, 1e-3),
+            "adam": (1e-3, 3e-3),
+            "adam_l2": (1e-3, 3e-3),
+            "adamw": (1e-3, 3e-3),
+            "muon": (0.02, 0.05),
         }
     )
     weight_decays: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"adam_l2": (1e-4, 1e-3, 1e-2), "adamw": (1e-2, 1e-1, 1.0)}
+        default_factory=lambda: {"adam_l2": (1e-4, 1e-3), "adamw": (1e-2, 1e-1)}
     )
     muon_adamw_lr: float = 3e-3
     limit: int | None = None

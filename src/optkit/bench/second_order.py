@@ -65,11 +65,11 @@ class SecondOrderConfig:
     """
 
     l2: float = 1e-3
-    logreg_budget: float = 10.0
-    widths: tuple[int, ...] = (8, 32, 128, 512, 2048)
+    logreg_budget: float = 5.0
+    widths: tuple[int, ...] = (8, 64, 512, 2048)
     mlp_target: float = 0.05
-    mlp_budget: float = 10.0
-    adam_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    mlp_budget: float = 6.0
+    adam_lrs: tuple[float, ...] = (3e-3, 1e-2)
     batch_size: int = 64
     seeds: int = 1
     limit: int | None = None
@@ -82,7 +82,7 @@ class SecondOrderConfig:
     @classmethod
     def quick(cls, seeds: int = 1) -> SecondOrderConfig:
         return cls(
-            logreg_budget=3.0, widths=(16, 256), mlp_budget=3.0, adam_lrs=(3e-3, 1e-2), seeds=seeds
+            logreg_budget=2.0, widths=(16, 256), mlp_budget=2.0, adam_lrs=(1e-2,), seeds=seeds
         )
 
     @classmethod
