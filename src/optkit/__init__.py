@@ -1,14 +1,16 @@
 """optkit: the optimization methods of modern machine learning, correct, fast, easy to compare.
 
 Training optimizers (``torch.optim.Optimizer`` subclasses): :class:`SGD`, :class:`RMSprop`,
-:class:`Adam`, :class:`AdamW`. Smoothing: :func:`ewma`, :func:`sma`, :class:`EWMA`.
+:class:`Adam`, :class:`AdamW`, :class:`Muon`, :class:`MuonClip`. Minimization:
+:func:`minimize`, :func:`minimize_module`, :mod:`problems`. Smoothing: :func:`ewma`,
+:func:`sma`, :class:`EWMA`. Advice: :func:`advise`.
 """
 
 from . import problems
 from .advise import Advice, advise
 from .ewma import EWMA, ewma, sma
 from .minimize import OptimizeResult, minimize, minimize_module
-from .optim import SGD, Adam, AdamW, RMSprop
+from .optim import SGD, Adam, AdamW, Muon, MuonClip, RMSprop
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,8 @@ __all__ = [
     "Adam",
     "AdamW",
     "Advice",
+    "Muon",
+    "MuonClip",
     "OptimizeResult",
     "RMSprop",
     "advise",
