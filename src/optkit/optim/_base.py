@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -139,8 +139,29 @@ class OptkitOptimizer(torch.optim.Optimizer):
     """Base class: the ``step`` protocol shared by all optkit optimizers.
 
     Subclasses implement :meth:`_step_group`, which reads ``group`` and updates the parameters
-    of that group that have a gradient.
+    of that group that have a gradient, and :meth:`_check_group`, which validates the
+    hyperparameters of ``defaults`` and of every param group added later. ``_LATER_KEYS`` holds
+    keys that older or foreign (torch.optim) state dicts may lack, with their defaults.
     """
+
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._check_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._LATER_KEYS.items():
+                group.setdefault(key, value)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise ValueError naming any hyperparameter of ``group`` outside its range."""
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Perform one optimization step.

@@ -8,7 +8,7 @@ s second moment (``exp_avg_sq``), t step count, γ = ``lr``, (β₁, β₂) = ``
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -186,20 +186,13 @@ class Adam(OptkitOptimizer):
             maximize=bool(maximize), fused=fused,
             decoupled_weight_decay=self._decoupled,
         )  # fmt: skip
-        check_adam_hyperparameters(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        check_adam_hyperparameters(self.param_groups[-1])
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {"amsgrad": False, "maximize": False, "fused": None,
+                   "decoupled_weight_decay": False}  # fmt: skip
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("amsgrad", False)
-            group.setdefault("maximize", False)
-            group.setdefault("fused", None)
-            group.setdefault("decoupled_weight_decay", self._decoupled)
+    def _check_group(self, group: dict[str, Any]) -> None:
+        check_adam_hyperparameters(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         tensors = self._gather(group)
@@ -276,6 +269,7 @@ class AdamW(Adam):
     )
 
     _decoupled = True
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {**Adam._LATER_KEYS, "decoupled_weight_decay": True}
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ w = ``weight_decay``, μ = ``momentum``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -144,19 +144,12 @@ class RMSprop(OptkitOptimizer):
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=bool(centered), maximize=bool(maximize),
         )  # fmt: skip
-        _check_rmsprop(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        _check_rmsprop(self.param_groups[-1])
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {"momentum": 0, "centered": False, "maximize": False}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("momentum", 0)
-            group.setdefault("centered", False)
-            group.setdefault("maximize", False)
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _check_rmsprop(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         params, grads = self._params_with_grad(group)

@@ -7,7 +7,7 @@ Symbols (the lecture's notation): θ parameters, g gradient, b momentum buffer
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -168,19 +168,12 @@ class SGD(OptkitOptimizer):
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
             nesterov=bool(nesterov), maximize=bool(maximize), fused=fused,
         )  # fmt: skip
-        _check_sgd(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        _check_sgd(self.param_groups[-1])
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {"nesterov": False, "maximize": False, "fused": None}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("fused", None)
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _check_sgd(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         params, grads = self._params_with_grad(group)
