@@ -154,7 +154,7 @@ def test_grokking_tiny(tmp_path):
     part = grokking.train_one(cfg, "adamw", 3e-3, 1, max_steps=10)
     write_json(
         tmp_path / "runs" / "adamw_lr0.003_seed1.json",
-        {"key": grokking._run_key(cfg), "result": part, "partial": True},
+        {"key": grokking._run_key(cfg, "adamw"), "result": part, "partial": True},
     )
     assembled = grokking.run(cfg, tmp_path, train=False)
     assert assembled["summary"]["adamw"]["interrupted"] == [False, True]

@@ -64,7 +64,7 @@ class GrokkingConfig:
         lrs: Learning-rate sweep per optimizer (for Muon: the Muon groups' lr).
         weight_decay: AdamW's decoupled weight decay (also Muon's AdamW part).
         muon_weight_decay: Decoupled weight decay of the Muon groups.
-        adamw_lr: Learning rate of Muon's AdamW part (embeddings, head).
+        adamw_lr: Learning rate of Muon's AdamW part (embeddings, head): AdamW's best lr.
         betas: AdamW's betas (also Muon's AdamW part).
         qk_clip_tau: τ of MuonClip.
         num_threads: ``torch.set_num_threads`` during training (None: leave).
@@ -90,7 +90,7 @@ class GrokkingConfig:
     )
     weight_decay: float = 1.0
     muon_weight_decay: float = 1.0
-    adamw_lr: float = 3e-3
+    adamw_lr: float = 1e-2
     betas: tuple[float, float] = (0.9, 0.98)
     qk_clip_tau: float = 20.0
     num_threads: int | None = 1
@@ -307,19 +307,27 @@ def train_one(
     return result()
 
 
-def _run_key(cfg: GrokkingConfig) -> dict[str, Any]:
+# settings that cannot change a run of that optimizer (a saved run stays valid when they change)
+_IRRELEVANT = {
+    "adamw": ("muon_weight_decay", "adamw_lr", "qk_clip_tau"),
+    "muon": ("qk_clip_tau",),
+    "muonclip": (),
+}
+
+
+def _run_key(cfg: GrokkingConfig, name: str) -> dict[str, Any]:
     d = asdict(cfg)
-    for k in ("seeds", "optimizers", "lrs", "num_threads", "max_steps"):
+    for k in ("seeds", "optimizers", "lrs", "num_threads", "max_steps", *_IRRELEVANT[name]):
         d.pop(k)
     return d
 
 
-def _cached(path: Path, cfg: GrokkingConfig, cap: int) -> dict[str, Any] | None:
+def _cached(path: Path, cfg: GrokkingConfig, name: str, cap: int) -> dict[str, Any] | None:
     """A saved run with the same settings that either reached the target or ran ≥ cap steps."""
     if not path.exists():
         return None
     saved = json.loads(path.read_text())
-    if saved.get("key") != json.loads(json.dumps(_run_key(cfg))) or saved.get("partial"):
+    if saved.get("key") != json.loads(json.dumps(_run_key(cfg, name))) or saved.get("partial"):
         return None
     r = saved["result"]
     if r["steps_to_target"] is not None or r["steps"] >= cap:
@@ -329,7 +337,7 @@ def _cached(path: Path, cfg: GrokkingConfig, cap: int) -> dict[str, Any] | None:
 
 def _train_cached(cfg, name, lr, seed, cap, runs_dir, progress, train=True):
     path = None if runs_dir is None else runs_dir / f"{name}_lr{lr:g}_seed{seed}.json"
-    if path is not None and (r := _cached(path, cfg, cap)) is not None:
+    if path is not None and (r := _cached(path, cfg, name, cap)) is not None:
         if r["steps_to_target"] is not None and r["steps_to_target"] > cap:
             r = {**r, "steps_to_target": None}
         return r
@@ -337,13 +345,13 @@ def _train_cached(cfg, name, lr, seed, cap, runs_dir, progress, train=True):
         if path is None or not path.exists():
             return None
         saved = json.loads(path.read_text())
-        if saved.get("key") != json.loads(json.dumps(_run_key(cfg))):
+        if saved.get("key") != json.loads(json.dumps(_run_key(cfg, name))):
             return None
         return {**saved["result"], "interrupted": True}
 
     def checkpoint(partial: dict[str, Any]) -> None:
         if path is not None and partial["steps"] % (10 * cfg.eval_every) == 0:
-            write_json(path, {"key": _run_key(cfg), "result": partial, "partial": True})
+            write_json(path, {"key": _run_key(cfg, name), "result": partial, "partial": True})
 
     task = progress.add_task(f"{name} lr={lr:g} s{seed}", total=cap)
     r = train_one(
@@ -351,7 +359,7 @@ def _train_cached(cfg, name, lr, seed, cap, runs_dir, progress, train=True):
     )
     progress.remove_task(task)
     if path is not None:
-        write_json(path, {"key": _run_key(cfg), "result": r})
+        write_json(path, {"key": _run_key(cfg, name), "result": r})
     return r
 
 
@@ -409,7 +417,7 @@ def run(
         "machine": machine_info(),
         "best_lr": best_lr,
         "summary": summary,
-        "rows": [{"optimizer": k, **v} for k, v in summary.items()],
+        "rows": [_row(k, v) for k, v in summary.items()],
         "sweep": {k: [_brief(r) for r in v] for k, v in sweep.items()},
         "runs": finals,
     }
@@ -417,6 +425,22 @@ def run(
         write_json(Path(out_dir) / "results.json", results)
         _figure(results, Path(out_dir) / "grokking.png")
     return results
+
+
+def _row(name: str, v: dict[str, Any]) -> dict[str, Any]:
+    steps = [
+        f">{n} (interrupted)" if cut else (str(s) if math.isfinite(s) else f">{n}")
+        for s, n, cut in zip(v["steps_to_target"], v["steps_run"], v["interrupted"], strict=True)
+    ]
+    return {
+        "optimizer": name,
+        "lr": v["lr"],
+        "steps_to_99%_per_seed": ", ".join(steps),
+        "median_steps": v["median_steps"],
+        "reached": f"{v['reached']}/{v['runs']}",
+        "ratio_vs_adamw": v.get("ratio_vs_adamw"),
+        "final_val_acc": v["final_val_acc"],
+    }
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
