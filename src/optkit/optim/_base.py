@@ -26,6 +26,7 @@ __all__ = [
     "fused_supported",
     "group_by_device_dtype",
     "increment_steps",
+    "penalized_grads",
 ]
 
 # Devices for which torch ships the fused Adam/AdamW/SGD kernels used below.
@@ -122,6 +123,23 @@ def cpu_blocks(lists: Sequence[Sequence[Any]], block_numel: int = CPU_BLOCK_NUME
                 out, count = [[] for _ in lists], 0
     if out[0]:
         yield out
+
+
+def penalized_grads(
+    params: list[Tensor], grads: list[Tensor], weight_decay: float, maximize: bool
+) -> list[Tensor]:
+    """g (−g when maximizing) plus the L2 term w·θ, without touching ``p.grad``.
+
+    Returns ``grads`` itself when there is nothing to add, else new tensors (one temporary per
+    block, reused for both terms).
+    """
+    if maximize:
+        grads = torch._foreach_neg(grads)
+        if weight_decay != 0:
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+    elif weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    return grads
 
 
 _ONE_CPU = torch.tensor(1.0)

@@ -20,6 +20,7 @@ from ._base import (
     fused_supported,
     group_by_device_dtype,
     increment_steps,
+    penalized_grads,
 )
 
 __all__ = ["Adam", "AdamW", "adam_update"]
@@ -101,15 +102,9 @@ def _adam_block(
     params, grads, exp_avgs, exp_avg_sqs, max_sqs, step_sizes, bias2_sqrt,
     *, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize,
 ) -> None:  # fmt: skip
-    if maximize:
-        grads = torch._foreach_neg(grads)
-    if weight_decay != 0:
-        if decoupled:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        elif maximize:  # grads is already a fresh list: reuse its memory
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if decoupled and weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    grads = penalized_grads(params, grads, 0.0 if decoupled else weight_decay, maximize)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_number
-from ._base import OptkitOptimizer, cpu_blocks, group_by_device_dtype, increment_steps
+from ._base import (
+    OptkitOptimizer,
+    cpu_blocks,
+    group_by_device_dtype,
+    increment_steps,
+    penalized_grads,
+)
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -60,13 +66,7 @@ def _rmsprop_block(
     params, grads, square_avgs, grad_avgs, buffers,
     *, lr, alpha, eps, weight_decay, momentum, centered, maximize,
 ) -> None:  # fmt: skip
-    if maximize:
-        grads = torch._foreach_neg(grads)
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = penalized_grads(params, grads, weight_decay, maximize)
     torch._foreach_mul_(square_avgs, alpha)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
     if centered:

@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_number
-from ._base import OptkitOptimizer, cpu_blocks, fused_supported, group_by_device_dtype
+from ._base import (
+    OptkitOptimizer,
+    cpu_blocks,
+    fused_supported,
+    group_by_device_dtype,
+    penalized_grads,
+)
 
 __all__ = ["SGD", "sgd_update"]
 
@@ -85,13 +91,7 @@ def _sgd_block(
     params, grads, buffers, *, weight_decay, momentum, lr, dampening, nesterov, maximize,
     is_first_step,
 ) -> None:  # fmt: skip
-    if maximize:
-        grads = torch._foreach_neg(grads)
-    if weight_decay != 0:
-        if maximize:
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = penalized_grads(params, grads, weight_decay, maximize)
     if momentum != 0:
         if is_first_step:
             torch._foreach_copy_(buffers, grads)
