@@ -301,3 +301,17 @@ def test_sgd_avoids_torch_cpu_fused_kernel_for_bfloat16():
     p.grad = grad.bfloat16()
     optkit.SGD([p], lr=0.1).step()
     torch.testing.assert_close(p.detach().float(), p0 - 0.1 * grad, rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
+def test_foreach_path_cut_into_small_blocks_matches_torch(info, cfg, monkeypatch):
+    """Blocks of 7 elements: every tensor is cut into views, and still equals torch.optim."""
+    import optkit.optim._base as base
+
+    monkeypatch.setattr(base, "CPU_BLOCK_NUMEL", 7)
+    extra = {"fused": False} if info.has_fused else {}
+    data = make_data()
+    m1, m2 = make_model(), make_model()
+    train(m1, info.cls(two_groups(m1, cfg), **cfg, **extra), 30, data)
+    train(m2, info.reference(two_groups(m2, cfg), **cfg), 30, data)
+    assert_same_params(params_of(m1), params_of(m2))

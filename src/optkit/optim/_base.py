@@ -85,10 +85,11 @@ def group_by_device_dtype(
 CPU_BLOCK_NUMEL = 1 << 20
 
 
-def cpu_blocks(lists: Sequence[Sequence[Any]], block_numel: int = CPU_BLOCK_NUMEL):
+def cpu_blocks(lists: Sequence[Sequence[Any]], block_numel: int | None = None):
     """Yield the parallel lists cut into blocks of about ``block_numel`` elements.
 
-    ``lists[0]`` holds tensors; every other list is empty (an unused state), holds tensors
+    ``block_numel`` defaults to ``CPU_BLOCK_NUMEL``. ``lists[0]`` holds tensors; every other
+    list is empty (an unused state), holds tensors
     aligned element for element with ``lists[0]``, or holds per-tensor Python scalars (copied to
     each piece). A contiguous tensor longer than a block is cut into flat views, so updating a
     block updates the tensor in place. Off the CPU the lists are yielded whole.
@@ -104,6 +105,7 @@ def cpu_blocks(lists: Sequence[Sequence[Any]], block_numel: int = CPU_BLOCK_NUME
     if not lead or not lead[0].is_cpu:
         yield lists
         return
+    block_numel = block_numel or CPU_BLOCK_NUMEL
     out: list[list[Any]] = [[] for _ in lists]
     count = 0
     for i, t in enumerate(lead):
