@@ -144,7 +144,12 @@ def _command(args: argparse.Namespace) -> int:
         transient=True,
     ) as progress:
         results = run_task(
-            args.task, quick=args.quick, seeds=args.seeds, out=out, progress=progress
+            args.task,
+            quick=args.quick,
+            seeds=args.seeds,
+            out=out,
+            progress=progress,
+            cached_only=args.cached_only,
         )
     console.print(results_table(results))
     argv = ["optkit bench", args.task, *(["--quick"] if args.quick else [])]
