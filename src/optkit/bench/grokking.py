@@ -83,9 +83,9 @@ class GrokkingConfig:
     optimizers: tuple[str, ...] = OPTIMIZERS
     lrs: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {
-            "adamw": (3e-3, 1e-2),
-            "muon": (0.02, 0.05),
-            "muonclip": (0.02, 0.05),
+            "adamw": (3e-3, 1e-2, 3e-2),
+            "muon": (0.02, 0.05, 0.01),
+            "muonclip": (0.02, 0.05, 0.01),
         }
     )
     weight_decay: float = 1.0
