@@ -190,24 +190,25 @@ class Adam(OptkitOptimizer):
         check_adam_hyperparameters(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        tensors = self._gather(group)
+        tensors, use_fused = gather_adam_state(self, group)
         beta1, beta2 = group["betas"]
         adam_update(
             tensors, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
             weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
             decoupled=group["decoupled_weight_decay"], maximize=group["maximize"],
-            fused=group["fused"],
+            fused=use_fused,
         )  # fmt: skip
 
-    def _gather(self, group: dict[str, Any]) -> AdamTensors:
-        return gather_adam_state(self, group)
 
-
-def gather_adam_state(optimizer: OptkitOptimizer, group: dict[str, Any]) -> AdamTensors:
+def gather_adam_state(
+    optimizer: OptkitOptimizer, group: dict[str, Any]
+) -> tuple[AdamTensors, bool]:
     """One group's tensors with a gradient and their Adam state (created lazily, torch's keys).
 
     Shared by :class:`Adam`/:class:`AdamW` and by the AdamW groups of :class:`optkit.Muon`, so
-    both keep the same state layout. ``group`` needs ``fused`` and ``amsgrad``.
+    both keep the same state layout. ``group`` needs ``fused`` and ``amsgrad``. Also returns
+    whether the fused kernel runs (``group["fused"]``, or decided from the tensors when None),
+    decided once per step: the step tensors are placed for it.
     """
     params, grads = optimizer._params_with_grad(group)
     fused = group["fused"]
@@ -225,7 +226,7 @@ def gather_adam_state(optimizer: OptkitOptimizer, group: dict[str, Any]) -> Adam
         out.exp_avgs.append(state["exp_avg"])
         out.exp_avg_sqs.append(state["exp_avg_sq"])
         out.steps.append(optimizer._step_tensor(state, p, on_device))
-    return out
+    return out, on_device
 
 
 class AdamW(Adam):

@@ -288,7 +288,7 @@ class Muon(OptkitOptimizer):
     def _step_group(self, group: dict[str, Any]) -> None:
         if group["algorithm"] == "adamw":
             beta1, beta2 = group["betas"]
-            tensors, fused = gather_adam_state(self, group), group["fused"]
+            tensors, fused = gather_adam_state(self, group)
             if any(is_dtensor(p) for p in tensors.params):  # FSDP2: each rank updates its shards
                 tensors, fused = local_tensors(tensors), False
             adam_update(
