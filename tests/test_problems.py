@@ -72,6 +72,10 @@ def test_logistic_loss_analytic_gradient_matches_autograd(n_classes):
     xg = x.clone().requires_grad_(True)
     fa = loss(xg)
     (ga,) = torch.autograd.grad(fa, xg)
-    assert abs(f - float(fa)) <= 1e-14 and torch.allclose(g, ga, rtol=1e-12, atol=1e-14)
+    assert abs(f - float(fa.detach())) <= 1e-14 and torch.allclose(g, ga, rtol=1e-12, atol=1e-14)
+    v = torch.randn(loss.shape, generator=gen, dtype=torch.float64)
+    for at in (x, x + 0.1):  # P cached from value_and_grad at x; recomputed at x + 0.1
+        hv = torch.func.jvp(torch.func.grad(loss), (at,), (v,))[1]
+        assert torch.allclose(loss.hessp(at, v), hv, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="C must be > 0"):
         problems.LogisticLoss(X, y, C=0.0)
