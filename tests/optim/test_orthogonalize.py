@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from optkit.optim.orthogonalize import (
     POLAR_EXPRESS,
     QUINTIC,
+    _iterate,
     default_ns_dtype,
     newton_schulz,
+    ns_flops,
     ns_schedule,
     orthogonalize_many,
 )
@@ -106,6 +108,43 @@ def test_transpose_equivariance_and_scale_invariance(m, n, seed, log_scale):
     O = newton_schulz(X, 5, eps=0.0)
     assert torch.allclose(newton_schulz(X.T, 5, eps=0.0), O.T, atol=1e-10, rtol=0)
     assert torch.allclose(newton_schulz(X * 10**log_scale, 5, eps=0.0), O, atol=1e-10, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    m=st.integers(1, 10), extra=st.integers(0, 30), tall=st.booleans(), steps=st.integers(1, 8),
+    schedule=st.sampled_from(["quintic", "polar_express"]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_gram_form_equals_plain_form_in_float64(m, extra, tall, steps, schedule, seed):
+    """In exact arithmetic the grouped Gram iteration is the plain one; float64 shows it."""
+    shape = (3, m + extra, m) if tall else (3, m, m + extra)
+    X = torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    sched = ns_schedule(schedule)
+    plain = _iterate(X, sched, steps, 1e-7, gram=False)
+    gram = _iterate(X, sched, steps, 1e-7, gram=True)
+    ref = torch.stack([reference_ns(M, sched.coefficients, steps, norm_scale=sched.norm_scale)
+                       for M in X])  # fmt: skip
+    assert (plain - ref).abs().max().item() < 1e-10
+    assert (gram - ref).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("decay", [1.0, 1e-3, 1e-6])
+@pytest.mark.parametrize("shape", [(64, 256), (256, 64)])
+def test_gram_form_in_bfloat16_as_accurate_as_plain_form(shape, decay):
+    """Groups of GRAM_GROUP steps keep bf16 rounding harmless (one long group would not)."""
+    G = torch.randn(*shape, dtype=F64) if decay == 1.0 else spectrum_matrix(*shape, 5, decay)
+    X = G.to(torch.bfloat16)[None]
+    sched = ns_schedule("quintic")
+    plain = polar_error(_iterate(X, sched, 5, 1e-7, gram=False)[0], G)
+    gram = polar_error(_iterate(X, sched, 5, 1e-7, gram=True)[0], G)
+    assert gram <= plain * 1.03 + 0.005, (gram, plain)
+
+
+def test_gram_form_is_chosen_for_elongated_matrices_and_saves_flops():
+    assert ns_flops(512, 2048) < 0.7 * ns_flops(512, 2048, gram=False)
+    assert ns_flops(2048, 512) == ns_flops(512, 2048)
+    assert ns_flops(512, 512) == ns_flops(512, 512, gram=False) == 5 * 6 * 512**3
+    assert ns_flops(512, 700) == ns_flops(512, 700, gram=False)  # aspect ≤ 1.5: plain form
 
 
 def test_schedules():

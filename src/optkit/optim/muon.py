@@ -95,12 +95,20 @@ def apply_update(
     weight_decay: float,
     scales: Sequence[float],
 ) -> None:
-    """θ ← θ·(1 − γ·w) − γ·r·O in place; ``updates`` (O, any shape with θ's numel) are consumed."""
+    """θ ← θ·(1 − γ·w) − γ·r·O in place.
+
+    ``updates`` (O, any shape with θ's numel) may be in a lower precision than θ (bf16 from
+    Newton–Schulz): they are added in θ's dtype without a converted copy.
+    """
     if weight_decay != 0:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
-    steps = [o.reshape(p.shape) for o, p in zip(updates, params)]
-    torch._foreach_mul_(steps, [-lr * s for s in scales])
-    torch._foreach_add_(params, steps)
+    by_scale: dict[float, tuple[list[Tensor], list[Tensor]]] = {}
+    for p, o, s in zip(params, updates, scales):
+        ps, os_ = by_scale.setdefault(s, ([], []))
+        ps.append(p)
+        os_.append(o.reshape(p.shape))
+    for s, (ps, os_) in by_scale.items():
+        torch._foreach_add_(ps, os_, alpha=-lr * s)
 
 
 def _as_matrices(t: Tensor, batch_dims: int) -> Tensor:
@@ -328,7 +336,7 @@ class Muon(OptkitOptimizer):
             )  # fmt: skip
         return orthogonalize_many(
             matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
-            dtype=group["ns_dtype"],
+            dtype=group["ns_dtype"], cast_back=False,
         )  # fmt: skip
 
 
