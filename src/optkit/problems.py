@@ -527,11 +527,11 @@ class LogisticLoss:
             self.shape = (self.d + 1, self.n_classes)
             Y = torch.nn.functional.one_hot(y, self.n_classes).to(dtype)
         self._A = (X1T @ Y).div_(self.N)  # X₁ᵀY/N, the labels' only appearance
-        # −Aᵀ: the constant term of the gradient's addmm / addmv
-        self._minus_AT = (self._A.T if Y.ndim == 2 else self._A).neg().contiguous()
+        self._minus_A = -self._A
+        self._ridge = torch.full_like(self._A, self._l2)  # 1/(CN) on W, 0 on the intercepts
+        self._ridge[-1] = 0.0
         self._at: Tensor | None = None  # the x of the cached probabilities (see hessp)
         self._P = torch.empty(0)
-        self._lse = math.nan
 
     def x0(self) -> Tensor:
         """Zeros of :attr:`shape` (scikit-learn's start)."""
@@ -548,15 +548,18 @@ class LogisticLoss:
     def value_and_grad(self, x: Tensor) -> tuple[float, Tensor]:
         """``(f(x), ∇f(x))`` without autograd: one forward pass, the gradient written out."""
         x = x.detach()
-        W = x[:-1]
-        P = self._probabilities(x)
+        P, lse = self._probabilities(x)
         if self.n_classes == 2:
-            g = torch.addmv(self._minus_AT, self._X1T, P, alpha=1.0 / self.N)
+            g = torch.addcmul(self._minus_A, self._ridge, x)  # [W; 0]/(CN) − A
+            g = torch.addmv(g, self._X1T, P, alpha=1.0 / self.N)
         else:
-            g = torch.addmm(self._minus_AT, P, self._X1T.T, alpha=1.0 / self.N).T.contiguous()
-        g[:-1].add_(W, alpha=self._l2)
-        f = self._lse / self.N - float(torch.vdot(self._A.view(-1), x.reshape(-1)))
-        return f + 0.5 * self._l2 * float(torch.vdot(W.reshape(-1), W.reshape(-1))), g
+            g = torch.addcmul(self._minus_A.T, self._ridge.T, x.T)  # transposed: K × (d + 1)
+            g = torch.addmm(g, P, self._X1T.T, alpha=1.0 / self.N).T.contiguous()
+        # −⟨A, x⟩ + ‖W‖²/(2CN) = ⟨x, [W; 0]/(2CN) − A⟩
+        linear = torch.vdot(
+            x.reshape(-1), torch.addcmul(self._minus_A, self._ridge, x, value=0.5).view(-1)
+        )
+        return float(lse) / self.N + float(linear), g
 
     def hessp(self, x: Tensor, v: Tensor) -> Tensor:
         """``∇²f(x)·v`` written out (v shaped like x)::
@@ -577,24 +580,23 @@ class LogisticLoss:
             R = torch.mm(v.T, self._X1T).mul_(P)  # P ⊙ Zᵥ, transposed: K × N
             R.addcmul_(P, R.sum(0), value=-1.0)
             Hv = torch.mm(R, self._X1T.T).T.div(self.N)  # div makes it contiguous again
-        Hv[:-1].add_(v[:-1], alpha=self._l2)
-        return Hv
+        return Hv.addcmul_(self._ridge, v)
 
-    def _probabilities(self, x: Tensor) -> Tensor:
-        """P at x (transposed, K × N; two classes: sigmoid(z)), and Σᵢ logΣₖ exp(Zᵢₖ) in
-        ``_lse``; both kept for :meth:`hessp`."""
+    def _probabilities(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """P at x (transposed, K × N; two classes: sigmoid(z)), kept for :meth:`hessp`, and
+        Σᵢ logΣₖ exp(Zᵢₖ) (a 0-d tensor)."""
         if self.n_classes == 2:
             z = torch.mv(self._X1T.T, x)
-            self._lse = float(torch.nn.functional.softplus(z).sum())  # log(1 + e^z)
+            lse = torch.nn.functional.softplus(z).sum()  # log(1 + e^z)
             P = z.sigmoid_()
         else:
             P = torch.mm(x.T, self._X1T)  # Zᵀ, K × N
             m = P.amax(0)  # per-sample max: exp cannot overflow
             s = P.sub_(m).exp_().sum(0)
             P.div_(s)  # softmax
-            self._lse = float(s.log_().sum()) + float(m.sum())
+            lse = s.log_().add_(m).sum()
         self._at, self._P = x.clone(), P
-        return P
+        return P, lse
 
 
 def _p(name, fun, x0, f_star, x_star, description, source) -> Problem:

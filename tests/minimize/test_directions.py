@@ -117,6 +117,30 @@ def test_two_loop_equals_explicit_H_times_g(seed, n, m):
     torch.testing.assert_close(directions.two_loop(g, pairs, gamma), H @ g)
 
 
+@PROPS
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 40), m=st.integers(1, 6))
+def test_lbfgs_on_the_cpu_blas_path_equals_the_torch_two_loop(seed, n, m):
+    # LBFGS runs the recursion with SciPy BLAS on NumPy views of CPU tensors; it must be the
+    # same H·g as two_loop in torch (float64 to 1e-12), also after the history wrapped around
+    rng = np.random.default_rng(seed)
+    A, _ = random_spd(n, seed, cond=50.0)
+    lbfgs = directions.LBFGS(history=m)
+    for _ in range(m + 3):
+        s = torch.from_numpy(rng.standard_normal(n))
+        lbfgs.update(s, A @ s)
+        g = torch.from_numpy(rng.standard_normal(n))
+        d = lbfgs(None, None, g, None)
+        assert lbfgs._blas is not None and len(lbfgs.pairs) == len(lbfgs._np_pairs)
+        ref = -directions.two_loop(g, list(lbfgs.pairs), lbfgs.gamma)
+        torch.testing.assert_close(d, ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
+    lbfgs32 = directions.LBFGS(history=m)  # float32 goes through sdot / saxpy
+    for s, y, _ in lbfgs.pairs:
+        lbfgs32.update(s.float(), y.float())
+    d32 = lbfgs32(None, None, g.float(), None)
+    assert d32.dtype == torch.float32
+    torch.testing.assert_close(d32.double(), d, rtol=1e-3, atol=1e-3 * float(d.abs().max()))
+
+
 @pytest.mark.parametrize("name", ["rosenbrock", "wood", "quadratic_20", "box_3d"])
 def test_lbfgs_with_full_memory_equals_bfgs_with_the_same_scaled_H0(name):
     p = problems.PROBLEMS[name]

@@ -54,10 +54,6 @@ def inf_norm(g: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(g, math.inf)) if g.numel() else 0.0
 
 
-def _finite_tensor(g: torch.Tensor) -> bool:
-    return bool(torch.isfinite(g).all())
-
-
 def descent_loop(
     objective,
     x0: torch.Tensor,
@@ -79,10 +75,10 @@ def descent_loop(
     if record:
         res.xs.append(x)
         res.fs.append(f)
-    if not (math.isfinite(f) and _finite_tensor(g)):
+    gnorm = inf_norm(g)  # NaN or Inf when g holds one
+    if not (math.isfinite(f) and math.isfinite(gnorm)):
         res.status, res.detail = Status.NONFINITE, "at x0"
         return res
-    gnorm = inf_norm(g)
     if gnorm <= gtol:
         res.detail = f"‖g‖∞ = {gnorm:.3g} <= gtol = {gtol:.3g}"
         return res
@@ -119,7 +115,8 @@ def descent_loop(
                 return res
             step = retry
         x_new, f_new, g_new, accepted = step
-        if not _finite_tensor(g_new):
+        gnorm = inf_norm(g_new)
+        if not math.isfinite(gnorm):
             res.nit, res.status, res.detail = k - 1, Status.NONFINITE, "in the gradient"
             return res
         direction.update(x_new - x, g_new - g)
@@ -131,7 +128,6 @@ def descent_loop(
         if not accepted:  # best point of a failed search: keep it, then stop
             res.status = Status.LINE_SEARCH
             return res
-        gnorm = inf_norm(g)
         if gnorm <= gtol:
             res.detail = f"‖g‖∞ = {gnorm:.3g} <= gtol = {gtol:.3g}"
             return res
@@ -167,7 +163,7 @@ def _step(objective, x, f, g, f_prev, direction, line_search, c1, c2, d=None, t0
     last = {}
 
     def phi(t: float) -> tuple[float, float]:
-        xt = x + t * d
+        xt = torch.add(x, d, alpha=t)
         ft, gt = objective.value_and_grad(xt)
         last[t] = xt
         if len(last) > 2:

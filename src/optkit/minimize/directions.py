@@ -281,6 +281,29 @@ def two_loop(g, pairs, gamma):
     return r
 
 
+def _blas_level1(t: torch.Tensor):
+    """``(dot, axpy)`` of SciPy's BLAS for CPU float32 / float64 tensors, else None."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    import scipy.linalg.blas as blas
+
+    return (blas.ddot, blas.daxpy) if t.dtype == torch.float64 else (blas.sdot, blas.saxpy)
+
+
+def _two_loop_blas(g: np.ndarray, pairs, gamma: float, dot, axpy) -> np.ndarray:
+    """:func:`two_loop` on NumPy views, one BLAS call per dot product and per axpy."""
+    q = np.array(g)  # a contiguous copy
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * dot(s, q)
+        q = axpy(y, q, a=-a)  # in place: q is contiguous of the right type
+        alphas.append(a)
+    q *= gamma
+    for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+        q = axpy(s, q, a=a - rho * dot(y, q))
+    return q
+
+
 class LBFGS:
     """Limited-memory BFGS: ``d = −H g`` by the two-loop recursion over the last m pairs.
 
@@ -288,6 +311,19 @@ class LBFGS:
     N&W eq. 7.20). Memory O(m·n), time O(m·n) per direction. Pairs with ``yᵀs ≤ 0`` are skipped.
     The very first step, along −g, is tried at t = 1/‖g‖₂ as in L-BFGS-B (see :mod:`._loop`);
     with ``h0="first"`` at BFGS's first trial step instead.
+
+    On the CPU (float32 / float64) the recursion runs on NumPy views of the same tensors (no
+    copies) with SciPy's BLAS ``dot`` / ``axpy``: each torch call costs a few µs of dispatch,
+    and the 4m calls of :func:`two_loop` took ~70 µs per direction at n = 650, m = 10 against
+    ~14 µs this way (same arithmetic; results agree to rounding). At n = 10⁶ both are
+    memory-bound and equal. Elsewhere (CUDA) :func:`two_loop` itself runs.
+
+    Tried and not kept: the compact representation of Byrd, Nocedal & Schnabel (1994):
+    ``H g = γg + [S Y]·M·[S Y]ᵀg`` with a 2m × 2m middle matrix M rebuilt after each update.
+    Its direction is three torch calls, but rebuilding M (k × k algebra) cost as much as it
+    saved at n = 650 (44.6 against 42.4 ms to scikit-learn's objective on digits, medians
+    of 15 runs), and at n = 10⁶ it reads the history three times per iteration instead of
+    twice (45–47 against 39–44 ms per iteration on extended Rosenbrock).
 
     Args:
         history: m, number of (s, y) pairs kept (default 10).
@@ -300,6 +336,8 @@ class LBFGS:
         # first trial step 1/‖g₀‖₂ as L-BFGS-B; h0="first" keeps BFGS's, to equal dense BFGS
         self.first_step_inverse_gnorm = h0 == "last"
         self.pairs: deque = deque(maxlen=history)
+        self._np_pairs: deque = deque(maxlen=history)  # the same pairs as NumPy views (CPU)
+        self._blas = None  # (dot, axpy) when the pairs live on the CPU
         self.gamma: float | None = None
         self.skipped = 0
 
@@ -310,17 +348,35 @@ class LBFGS:
     def __call__(self, x, f, g, objective):
         if not self.pairs:
             return -g
+        if self._blas is not None and g.dtype == self.pairs[0][0].dtype:
+            d = _two_loop_blas(g.detach().cpu().numpy(), self._np_pairs, self.gamma, *self._blas)
+            return torch.from_numpy(d).neg_()
         return two_loop(g, list(self.pairs), self.gamma).neg_()
 
     def update(self, s, y) -> None:
-        sy = float(s @ y)
-        if not _curvature_ok(sy, s, y):
-            self.skipped += 1
+        if not self.pairs:
+            self._blas = _blas_level1(s)
+        if self._blas is not None:
+            dot = self._blas[0]
+            sn, yn = (
+                np.ascontiguousarray(s.detach().numpy()),
+                np.ascontiguousarray(y.detach().numpy()),
+            )
+            sy, yy = dot(sn, yn), dot(yn, yn)
+            norms = math.sqrt(dot(sn, sn)) * math.sqrt(yy)
+        else:
+            sy, yy = float(s @ y), float(y @ y)
+            norms = float(torch.linalg.vector_norm(s)) * float(torch.linalg.vector_norm(y))
+        if not (math.isfinite(sy) and sy > 0.0 and sy > torch.finfo(s.dtype).eps * norms):
+            self.skipped += 1  # as _curvature_ok
             return
         if self.h0 == "last" or self.gamma is None:
-            self.gamma = sy / float(y @ y)
+            self.gamma = sy / yy
         self.pairs.append((s, y, 1.0 / sy))
+        if self._blas is not None:
+            self._np_pairs.append((sn, yn, 1.0 / sy))
 
     def reset(self) -> None:
         self.pairs.clear()
+        self._np_pairs.clear()
         self.gamma = None

@@ -34,6 +34,8 @@ def to_float(value: Any, what: str = "fun") -> float:
         ValueError: ``value`` has more than one element.
         TypeError: ``value`` is not a number.
     """
+    if type(value) is float:
+        return value
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
@@ -266,8 +268,13 @@ class CallableObjective(Objective):
         self._to_user = to_user
 
     def _to_torch(self, value: Any, what: str, size: int) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
-        t = t.to(dtype=self.dtype, device=self.device).reshape(-1)
+        if isinstance(value, torch.Tensor):
+            t = value if value.dtype == self.dtype and value.device == self.device else None
+        else:
+            value, t = np.asarray(value), None
+        if t is None:
+            t = torch.as_tensor(value).to(dtype=self.dtype, device=self.device)
+        t = t.reshape(-1)
         if t.numel() != size:
             raise ValueError(f"{what} must return {size} values, got {t.numel()}")
         return t
