@@ -538,12 +538,14 @@ class LogisticLoss:
         return torch.zeros(self.shape, dtype=self.dtype, device=self._X1T.device)
 
     def __call__(self, x: Tensor) -> Tensor:
-        W = x[:-1]
         if self.n_classes == 2:
             lse = torch.nn.functional.softplus(self._X1T.T @ x)  # log(1 + e^z)
-        else:
-            lse = torch.logsumexp(x.T @ self._X1T, 0)  # scores transposed: K × N
-        return lse.sum() / self.N - (self._A * x).sum() + 0.5 * self._l2 * (W * W).sum()
+        else:  # scores transposed, K × N; xᵀ contiguous keeps both products in the fast layout
+            lse = torch.logsumexp(x.T.contiguous() @ self._X1T, 0)
+        # −⟨A, x⟩ + ‖W‖²/(2CN) = ⟨x, [W; 0]/(2CN) − A⟩
+        return (
+            lse.sum() / self.N + (x * torch.addcmul(self._minus_A, self._ridge, x, value=0.5)).sum()
+        )
 
     def value_and_grad(self, x: Tensor) -> tuple[float, Tensor]:
         """``(f(x), ∇f(x))`` without autograd: one forward pass, the gradient written out."""
@@ -577,7 +579,7 @@ class LogisticLoss:
             R = torch.mv(self._X1T.T, v).mul_(P).mul_(1.0 - P)
             Hv = torch.mv(self._X1T, R).div_(self.N)
         else:
-            R = torch.mm(v.T, self._X1T).mul_(P)  # P ⊙ Zᵥ, transposed: K × N
+            R = torch.mm(v.T.contiguous(), self._X1T).mul_(P)  # P ⊙ Zᵥ, transposed: K × N
             R.addcmul_(P, R.sum(0), value=-1.0)
             Hv = torch.mm(R, self._X1T.T).T.div(self.N)  # div makes it contiguous again
         return Hv.addcmul_(self._ridge, v)
@@ -590,7 +592,7 @@ class LogisticLoss:
             lse = torch.nn.functional.softplus(z).sum()  # log(1 + e^z)
             P = z.sigmoid_()
         else:
-            P = torch.mm(x.T, self._X1T)  # Zᵀ, K × N
+            P = torch.mm(x.T.contiguous(), self._X1T)  # Zᵀ, K × N
             m = P.amax(0)  # per-sample max: exp cannot overflow
             s = P.sub_(m).exp_().sum(0)
             P.div_(s)  # softmax
