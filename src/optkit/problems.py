@@ -541,7 +541,9 @@ class LogisticLoss:
         if self.n_classes == 2:
             lse = torch.nn.functional.softplus(self._X1T.T @ x)  # log(1 + e^z)
         else:  # scores transposed, K × N; xᵀ contiguous keeps both products in the fast layout
-            lse = torch.logsumexp(x.T.contiguous() @ self._X1T, 0)
+            Z = x.T.contiguous() @ self._X1T
+            m = Z.detach().amax(0)  # a constant shift: the value and all derivatives are exact
+            lse = torch.exp(Z - m).sum(0).log() + m  # backward reuses exp (logsumexp recomputes)
         # −⟨A, x⟩ + ‖W‖²/(2CN) = ⟨x, [W; 0]/(2CN) − A⟩
         return (
             lse.sum() / self.N + (x * torch.addcmul(self._minus_A, self._ridge, x, value=0.5)).sum()
@@ -581,7 +583,7 @@ class LogisticLoss:
         else:
             R = torch.mm(v.T.contiguous(), self._X1T).mul_(P)  # P ⊙ Zᵥ, transposed: K × N
             R.addcmul_(P, R.sum(0), value=-1.0)
-            Hv = torch.mm(R, self._X1T.T).T.div(self.N)  # div makes it contiguous again
+            Hv = torch.mm(R, self._X1T.T).T.contiguous().div_(self.N)
         return Hv.addcmul_(self._ridge, v)
 
     def _probabilities(self, x: Tensor) -> tuple[Tensor, Tensor]:
