@@ -14,13 +14,9 @@ import math
 import pytest
 import torch
 
-import optkit.optim
 from optkit.bench import TASKS, boosting, digits, grokking, second_order
 from optkit.bench._common import finite_decreasing, median, write_json
 from optkit.bench.cli import main, markdown_summary, results_table, run_task
-
-HAS_MUON = hasattr(optkit.optim, "Muon") and hasattr(optkit.optim, "MuonClip")
-needs_muon = pytest.mark.skipif(not HAS_MUON, reason="optkit.optim.Muon not available yet")
 
 
 def _load(path):
@@ -78,7 +74,7 @@ def test_boosting_newton_leaf_is_newton_step():
 
 
 def test_digits_tiny(tmp_path):
-    names = digits.OPTIMIZERS if HAS_MUON else tuple(o for o in digits.OPTIMIZERS if o != "muon")
+    names = digits.OPTIMIZERS
     cfg = digits.DigitsConfig.tiny()
     cfg = type(cfg)(**{**cfg.__dict__, "optimizers": names})
     res = digits.run(cfg, tmp_path)
@@ -132,7 +128,6 @@ def test_second_order_fit_stops_at_target():
         assert out["loss"][-1] <= 1e-3 and math.isfinite(out["reached"]), method
 
 
-@needs_muon
 def test_grokking_tiny(tmp_path):
     res = grokking.run(grokking.GrokkingConfig.tiny(), tmp_path)
     data = _load(tmp_path / "results.json")
@@ -220,10 +215,6 @@ def test_results_table_formats_inf():
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_quick_presets(task, tmp_path):
-    if task == "grokking" and not HAS_MUON:
-        pytest.skip("optkit.optim.Muon not available yet")
-    if task == "digits" and not HAS_MUON:
-        pytest.skip("optkit.optim.Muon not available yet")
     res = run_task(task, quick=True, out=tmp_path)
     assert (tmp_path / "results.json").exists()
     assert res["rows"]
