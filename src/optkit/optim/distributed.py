@@ -11,8 +11,8 @@ the wire (see "Wire dtype" below).
 
 **Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i
 (DDP all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on
-their cost c_i = min(R_i, C_i)²·max(R_i, C_i) (the leading term of a Newton–Schulz step's
-FLOPs, 4m²n + 2m³ for m = min ≤ n = max): sorted by decreasing cost, each goes to the
+their cost c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix (plain or Gram form,
+:func:`~optkit.optim.orthogonalize.ns_flops`): sorted by decreasing cost, each goes to the
 least-loaded rank — deterministic, the same on every rank, no communication. Each rank
 orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes
 them into one flat buffer; one all-gather (``all_gather_single``, formerly
@@ -78,7 +78,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .orthogonalize import default_ns_dtype, orthogonalize_many
+from .orthogonalize import default_ns_dtype, ns_flops, orthogonalize_many
 
 __all__ = [
     "STATS",
@@ -129,14 +129,14 @@ def is_dtensor(t: Any) -> bool:
 
 
 def matrix_cost(shape: Sequence[int]) -> float:
-    """Newton–Schulz cost of a matrix or stack ``(..., R, C)``: batch·min(R, C)²·max(R, C).
+    """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` (5 steps, plain or Gram form as
+    :func:`~optkit.optim.orthogonalize.newton_schulz` runs it; only ratios matter).
 
     Example:
         >>> matrix_cost((4, 8)), matrix_cost((3, 8, 4))
-        (128.0, 384.0)
+        (2816.0, 8448.0)
     """
-    rows, cols = shape[-2], shape[-1]
-    return float(math.prod(shape[:-2])) * min(rows, cols) ** 2 * max(rows, cols)
+    return float(math.prod(shape[:-2])) * ns_flops(shape[-2], shape[-1])
 
 
 def assign_owners(costs: Sequence[float], world: int) -> list[int]:
