@@ -42,7 +42,7 @@ from .distributed import (
     orthogonalize_distributed,
     process_group_of,
 )
-from .orthogonalize import ns_schedule, orthogonalize_many
+from .orthogonalize import NSBatch, ns_schedule
 from .partition import ParamRecord, describe, partition
 from .qk_clip import AttentionSpec, QKClip, find_attention
 
@@ -53,16 +53,28 @@ ADJUST_LR = ("spectral", "match_rms_adamw", None)
 
 
 def momentum_update(
-    grads: list[Tensor], bufs: list[Tensor], momentum: float, nesterov: bool
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    momentum: float,
+    nesterov: bool,
+    out: list[Tensor] | None = None,
 ) -> list[Tensor]:
     """B ← μB + (1 − μ)G in place; return U = (1 − μ)G + μB (nesterov) or B.
 
     This is the EMA form of KJ and ``torch.optim.Muon`` (so ``momentum_buffer`` interchanges
     with torch's). The lecture's B ← μB + G is the same buffer times 1/(1 − μ); the update
-    NS(U) does not see the factor because NS normalizes U first.
+    NS(U) does not see the factor because NS normalizes U first. ``out``: tensors shaped like
+    the grads (any floating dtype, e.g. Newton–Schulz's bf16 stacks) to write U into.
     """
     torch._foreach_lerp_(bufs, grads, 1 - momentum)
-    return torch._foreach_lerp(grads, bufs, momentum) if nesterov else list(bufs)
+    if out is None:
+        return torch._foreach_lerp(grads, bufs, momentum) if nesterov else list(bufs)
+    for g, b, o in zip(grads, bufs, out):
+        if nesterov:
+            torch.lerp(g, b, momentum, out=o)
+        else:
+            o.copy_(b)
+    return out
 
 
 def lr_adjustment(adjust_lr: str | None, rows: int, cols: int) -> float:
@@ -314,29 +326,36 @@ class Muon(OptkitOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)
             bufs.append(state["momentum_buffer"])
-        directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
-        matrices = [_as_matrices(u, group["batch_dims"]) for u in directions]
-        orthogonal = self._orthogonalize(matrices, group)
-        scales = [lr_adjustment(group["adjust_lr"], *m.shape[-2:]) for m in matrices]
+        shapes = [_as_matrices(g, group["batch_dims"]) for g in grads]
+        scales = [lr_adjustment(group["adjust_lr"], *m.shape[-2:]) for m in shapes]
+        if self._distributed(shapes):
+            directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
+            matrices = [_as_matrices(u, group["batch_dims"]) for u in directions]
+            orthogonal = self._orthogonalize(matrices, group)
+        else:  # U goes straight into Newton–Schulz's stacks (compute dtype)
+            batch = NSBatch(shapes, group["ns_dtype"])
+            out = [slot.view(g.shape) for slot, g in zip(batch.inputs, grads)]
+            momentum_update(grads, bufs, group["momentum"], group["nesterov"], out=out)
+            orthogonal = batch.run(
+                group["ns_steps"], group["ns_coefficients"], eps=group["eps"], cast_back=False
+            )
         apply_update(
             params, orthogonal, lr=group["lr"], weight_decay=group["weight_decay"], scales=scales
         )
 
-    def _orthogonalize(self, matrices: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
-        """O = NS(U) for every matrix of one group: the step a distributed variant replaces.
-
-        DTensors (FSDP2) or a ``process_group`` (DDP) split the work over the ranks
-        (:mod:`optkit.optim.distributed`); otherwise all of it runs here.
-        """
+    def _distributed(self, matrices: list[Tensor]) -> bool:
+        """Whether NS work is split over ranks: DTensors (FSDP2) or a ``process_group`` (DDP)."""
         process_group = getattr(self, "process_group", None)  # absent after unpickling
-        if process_group is not None or any(is_dtensor(m) for m in matrices):
-            return orthogonalize_distributed(
-                matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
-                dtype=group["ns_dtype"], process_group=process_group,
-            )  # fmt: skip
-        return orthogonalize_many(
+        return process_group is not None or any(is_dtensor(m) for m in matrices)
+
+    def _orthogonalize(self, matrices: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
+        """O = NS(U) for every matrix of one group over the ranks (:mod:`.distributed`).
+
+        The local path (one process) does not come here: it fills an :class:`NSBatch`.
+        """
+        return orthogonalize_distributed(
             matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
-            dtype=group["ns_dtype"], cast_back=False,
+            dtype=group["ns_dtype"], process_group=getattr(self, "process_group", None),
         )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ from .._checks import check_int, check_number
 __all__ = [
     "POLAR_EXPRESS",
     "QUINTIC",
+    "NSBatch",
     "NSSchedule",
     "cpu_has_native_bf16",
     "default_ns_dtype",
@@ -309,6 +310,66 @@ def _gram_group(A: Tensor, coefficients: list[tuple[float, float, float]]) -> Te
     return Q  # type: ignore[return-value]
 
 
+class NSBatch:
+    """Matrices grouped by shape into compute-dtype stacks: fill :attr:`inputs`, then :meth:`run`.
+
+    Tensors of the same shape (last two dimensions), device and dtype share one stack
+    ``(count, rows, cols)`` in the compute dtype and are iterated with one ``bmm`` chain, which is
+    what makes many small matrices cheap. Leading dimensions are batches (e.g. MoE experts
+    ``(experts, out, in)``): each matrix is orthogonalized on its own. The two phases let a
+    caller write its matrices straight into the stacks (Muon writes the Nesterov direction
+    there with ``torch.lerp(..., out=)``: no full-precision temporary, no extra copy).
+
+    Args:
+        like: one tensor per matrix, giving shape, device and dtype (contents unused).
+        dtype: compute dtype; None picks :func:`default_ns_dtype` per device and dtype.
+
+    Attributes:
+        inputs: per matrix, a view of its stack shaped like ``like[i]``, to be filled.
+    """
+
+    def __init__(self, like: Sequence[Tensor], dtype: torch.dtype | None = None) -> None:
+        buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for i, M in enumerate(like):
+            if M.ndim < 2:
+                raise ValueError(f"matrices[{i}] must have at least 2 dimensions, got shape "
+                                 f"{tuple(M.shape)}")  # fmt: skip
+            buckets[(*M.shape[-2:], M.device, M.dtype)].append(i)
+        self._like = like
+        self._stacks: list[tuple[Tensor, list[int], list[int], torch.dtype]] = []
+        inputs: list[Tensor | None] = [None] * len(like)
+        for (rows, cols, device, in_dtype), idx in buckets.items():
+            compute = dtype or default_ns_dtype(device, in_dtype)
+            counts = [math.prod(like[i].shape[:-2]) for i in idx]
+            stack = torch.empty((sum(counts), rows, cols), dtype=compute, device=device)
+            for i, block in zip(idx, stack.split(counts)):
+                inputs[i] = block.view(like[i].shape)
+            self._stacks.append((stack, idx, counts, in_dtype))
+        self.inputs: list[Tensor] = inputs  # type: ignore[assignment]
+
+    def run(
+        self,
+        steps: int = 5,
+        coefficients: Any = "quintic",
+        *,
+        eps: float = 1e-7,
+        cast_back: bool = True,
+    ) -> list[Tensor]:
+        """Orthogonalize every filled input; one result per matrix, shaped like it (a view into
+        its bucket's result; converted back to the input's dtype unless ``cast_back=False``).
+        """
+        check_int("steps", steps, 1)
+        schedule = ns_schedule(coefficients, "coefficients")
+        out: list[Tensor | None] = [None] * len(self.inputs)
+        for stack, idx, counts, in_dtype in self._stacks:
+            result = _iterate(stack, schedule, steps, eps)
+            if cast_back:
+                result = result.to(in_dtype)
+            for i, O in zip(idx, result.split(counts)):
+                out[i] = O.view(self._like[i].shape)
+        return out  # type: ignore[return-value]
+
+
 def orthogonalize_many(
     matrices: Sequence[Tensor],
     steps: int = 5,
@@ -318,12 +379,8 @@ def orthogonalize_many(
     dtype: torch.dtype | None = None,
     cast_back: bool = True,
 ) -> list[Tensor]:
-    """:func:`newton_schulz` of each tensor ``(..., rows, cols)``; same shapes run as one batch.
-
-    Tensors of the same shape (last two dimensions), device and dtype are copied into one stack
-    (converted to the compute dtype on the way) and iterated with one ``bmm`` chain, which is
-    what makes many small matrices cheap. Leading dimensions are batches (e.g. MoE experts
-    ``(experts, out, in)``): each matrix is orthogonalized on its own.
+    """:func:`newton_schulz` of each tensor ``(..., rows, cols)``; same shapes run as one batch
+    (:class:`NSBatch`: copied into one stack in the compute dtype, one ``bmm`` chain).
 
     Args:
         matrices, steps, coefficients, eps, dtype: as :func:`newton_schulz`.
@@ -331,7 +388,7 @@ def orthogonalize_many(
             the compute dtype (a caller that adds them to float32 parameters saves a pass).
 
     Returns:
-        One tensor per input, same shape (a view into its bucket's stack).
+        One tensor per input, same shape (a view into its bucket's result).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -343,26 +400,7 @@ def orthogonalize_many(
         True
     """
     check_int("steps", steps, 1)
-    schedule = ns_schedule(coefficients, "coefficients")
-    buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for i, M in enumerate(matrices):
-        if M.ndim < 2:
-            raise ValueError(f"matrices[{i}] must have at least 2 dimensions, got shape "
-                             f"{tuple(M.shape)}")  # fmt: skip
-        buckets[(*M.shape[-2:], M.device, M.dtype)].append(i)
-    out: list[Tensor | None] = [None] * len(matrices)
-    for (rows, cols, device, in_dtype), idx in buckets.items():
-        compute = dtype or default_ns_dtype(device, in_dtype)
-        counts = [math.prod(matrices[i].shape[:-2]) for i in idx]
-        if len(idx) == 1:
-            stack = matrices[idx[0]].reshape(counts[0], rows, cols).to(compute)
-        else:
-            stack = torch.empty((sum(counts), rows, cols), dtype=compute, device=device)
-            for M, block in zip((matrices[i] for i in idx), stack.split(counts)):
-                block.copy_(M.reshape(block.shape))
-        result = _iterate(stack, schedule, steps, eps)
-        if cast_back:
-            result = result.to(in_dtype)
-        for i, O in zip(idx, result.split(counts)):
-            out[i] = O.reshape(matrices[i].shape)
-    return out  # type: ignore[return-value]
+    batch = NSBatch(matrices, dtype)
+    for M, slot in zip(matrices, batch.inputs):
+        slot.copy_(M)
+    return batch.run(steps, coefficients, eps=eps, cast_back=cast_back)
