@@ -6,18 +6,19 @@ O_t the orthogonalized update, r(m, n) the learning-rate adjustment (``adjust_lr
 
 One step of a "muon" param group is three stages, each a function over *lists* of tensors:
 
-1. :func:`momentum_update` — B_t and the direction U_t to orthogonalize (foreach ops);
-2. ``Muon._orthogonalize`` — O_t = NS(U_t) for the whole list: :func:`orthogonalize_many`,
-   which batches same-shape matrices into one ``bmm`` chain;
+1. :func:`momentum_update` — B_t and the direction U_t to orthogonalize;
+2. O_t = NS(U_t) for the whole list, same-shape matrices batched into one ``bmm`` chain
+   (:class:`~optkit.optim.orthogonalize.NSBatch`);
 3. :func:`apply_update` — decoupled decay and θ ← θ − γ·r·O_t (foreach ops).
 
-Stage 2 is the seam for distributed Muon: it receives the group's full list of matrices (in
-parameter order, already reshaped to ``(…, rows, cols)``) and must return one orthogonalized
-tensor per entry, same shape. Under DDP (``process_group=``) or FSDP2 (DTensor parameters)
-``_orthogonalize`` hands the list to
-:func:`optkit.optim.distributed.orthogonalize_distributed`, which gives each rank a share by
-cost, orthogonalizes it with the same pure function and returns every rank its results (or its
-rows); stages 1 and 3 are elementwise and stay local.
+In one process, stage 1 writes U_t straight into stage 2's stacks (in the compute dtype, bf16
+on most hardware) and stage 3 adds the bf16 O_t to the parameters: no full-precision copy of
+U_t or O_t is made. Stage 2 is also the seam for distributed Muon: under DDP
+(``process_group=``) or FSDP2 (DTensor parameters) stage 1 returns U_t and
+``Muon._orthogonalize`` hands the list (in parameter order, reshaped to ``(…, rows, cols)``)
+to :func:`optkit.optim.distributed.orthogonalize_distributed`, which gives each rank a share
+by cost, orthogonalizes it with the same pure functions and returns every rank its results
+(or its rows); stages 1 and 3 are elementwise and stay local.
 
 "adamw" groups call :func:`optkit.optim.adam.adam_update` — the one Adam/AdamW rule of optkit —
 with state created by :func:`optkit.optim.adam.gather_adam_state` (torch's keys), so the AdamW
@@ -110,7 +111,7 @@ def apply_update(
     """θ ← θ·(1 − γ·w) − γ·r·O in place.
 
     ``updates`` (O, any shape with θ's numel) may be in a lower precision than θ (bf16 from
-    Newton–Schulz): they are added in θ's dtype without a converted copy.
+    Newton–Schulz): they are added as they are, torch converting each on the fly.
     """
     if weight_decay != 0:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
@@ -326,14 +327,14 @@ class Muon(OptkitOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)
             bufs.append(state["momentum_buffer"])
-        shapes = [_as_matrices(g, group["batch_dims"]) for g in grads]
-        scales = [lr_adjustment(group["adjust_lr"], *m.shape[-2:]) for m in shapes]
-        if self._distributed(shapes):
+        grad_matrices = [_as_matrices(g, group["batch_dims"]) for g in grads]
+        scales = [lr_adjustment(group["adjust_lr"], *m.shape[-2:]) for m in grad_matrices]
+        if self._distributed(grad_matrices):
             directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
             matrices = [_as_matrices(u, group["batch_dims"]) for u in directions]
             orthogonal = self._orthogonalize(matrices, group)
         else:  # U goes straight into Newton–Schulz's stacks (compute dtype)
-            batch = NSBatch(shapes, group["ns_dtype"])
+            batch = NSBatch(grad_matrices, group["ns_dtype"])
             out = [slot.view(g.shape) for slot, g in zip(batch.inputs, grads)]
             momentum_update(grads, bufs, group["momentum"], group["nesterov"], out=out)
             orthogonal = batch.run(

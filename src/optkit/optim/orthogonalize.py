@@ -5,8 +5,9 @@ without an SVD: an odd matrix polynomial p(X) = aX + b(XXᵀ)X + c(XXᵀ)²X act
 value σ as the scalar polynomial p(σ) = aσ + bσ³ + cσ⁵, so iterating it pushes all σ (after
 scaling them into [0, 1]) towards 1 while U and V stay put.
 
-Symbols: X ∈ ℝ^{m×n} (m ≤ n: the *wide* orientation; a tall input is transposed first, so the
-Gram matrix A = XXᵀ is the smaller m×m one), (a, b, c) one step's coefficients, k steps.
+Symbols: X ∈ ℝ^{m×n} (m ≤ n: the *wide* orientation; a tall input is worked on as Xᵀ — in
+practice by multiplying from the other side, without a transposed copy — so the Gram matrix
+A = XXᵀ is the smaller m×m one), (a, b, c) one step's coefficients, k steps.
 
 .. code-block:: text
 
@@ -16,6 +17,10 @@ Gram matrix A = XXᵀ is the smaller m×m one), (a, b, c) one step's coefficient
         B = b·A + c·A²
         X = a·X + B X                  = p(X)
     O = X   (transposed back if the input was tall)
+
+For an elongated X (n > 1.5m) the same polynomial steps run in *Gram form*, three steps per
+group on m×m matrices only (:func:`_gram_group`): 26% fewer FLOPs for 1536×512, 33% for 2048×512
+matrices, the same result in exact arithmetic.
 
 Coefficient schedules:
 
