@@ -1,23 +1,27 @@
 """Muon optimizer step on the GPT-like parameter set: optkit vs two anchors, same run.
 
-    .venv/bin/python benchmarks/muon_step.py [--rounds 5]
+    .venv/bin/python benchmarks/muon_step.py [--rounds 5] [--threads N]
 
 Model: ``_gpt_params.gpt_like_model()`` (d=512, 6 layers, vocab 8192, 23.1M parameters, tied
 embedding/head; hidden matrices per layer: qkv 1536×512, proj 512×512, fc 2048×512,
 out 512×2048), random gradients.
 
-- optkit: ``optkit.Muon(model)`` — automatic partition, Newton–Schulz batched per shape, compute
-  dtype chosen per device (bf16 on this CPU when it has AVX512-BF16), AdamW part fused.
+- optkit: ``optkit.Muon(model)`` — automatic partition, Newton–Schulz batched per shape (Gram
+  form for the elongated matrices), compute dtype chosen per device (bf16 on this CPU when it
+  has AVX512-BF16), AdamW part fused.
 - anchor (a): Keller Jordan style — each hidden matrix orthogonalized on its own in float32,
   ``torch.optim.AdamW(fused=True)`` for the rest.
 - anchor (b): ``torch.optim.Muon`` (NS always in bf16, one matrix at a time) on the hidden
   matrices + ``torch.optim.AdamW(fused=True)``; skipped when one step takes > 60 s (CPUs without
   native bf16).
 
-Prints median ms/step and the ratio to the faster anchor (target ≤ 0.7), the orthogonality of
+Prints median ms/step (wall and process CPU; the anchors run interleaved with optkit) and the
+ratio to the faster anchor (target ≤ 0.7), the orthogonality of
 each (relative Frobenius distance of O to the exact polar factor UVᵀ from an SVD, on the
-update directions of the step), and the achieved GFLOP/s of optkit's orthogonalization beside a
-plain batched matmul's on the same machine.
+update directions of the step), and the achieved GFLOP/s of optkit's orthogonalization (FLOPs
+executed, and the plain form's count) beside a plain batched matmul's on the same machine.
+torch.optim.Muon's own time is bimodal across processes here (~600 or ~680 ms): run it a few
+times.
 """
 
 from __future__ import annotations
