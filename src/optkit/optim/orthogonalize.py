@@ -382,18 +382,15 @@ def orthogonalize_many(
     *,
     eps: float = 1e-7,
     dtype: torch.dtype | None = None,
-    cast_back: bool = True,
 ) -> list[Tensor]:
     """:func:`newton_schulz` of each tensor ``(..., rows, cols)``; same shapes run as one batch
     (:class:`NSBatch`: copied into one stack in the compute dtype, one ``bmm`` chain).
 
     Args:
         matrices, steps, coefficients, eps, dtype: as :func:`newton_schulz`.
-        cast_back: convert each result to its input's dtype (default); False leaves them in
-            the compute dtype (a caller that adds them to float32 parameters saves a pass).
 
     Returns:
-        One tensor per input, same shape (a view into its bucket's result).
+        One tensor per input, same shape and dtype (a view into its bucket's result).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -408,4 +405,4 @@ def orthogonalize_many(
     batch = NSBatch(matrices, dtype)
     for M, slot in zip(matrices, batch.inputs):
         slot.copy_(M)
-    return batch.run(steps, coefficients, eps=eps, cast_back=cast_back)
+    return batch.run(steps, coefficients, eps=eps)
