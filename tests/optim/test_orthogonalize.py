@@ -7,10 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import optkit.optim.orthogonalize as orthogonalize_module
 from optkit.optim.orthogonalize import (
     POLAR_EXPRESS,
     QUINTIC,
     _iterate,
+    _Sym,
     default_ns_dtype,
     newton_schulz,
     ns_flops,
@@ -110,22 +112,56 @@ def test_transpose_equivariance_and_scale_invariance(m, n, seed, log_scale):
     assert torch.allclose(newton_schulz(X * 10**log_scale, 5, eps=0.0), O, atol=1e-10, rtol=0)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 10), extra=st.integers(0, 30), tall=st.booleans(), steps=st.integers(1, 8),
     schedule=st.sampled_from(["quintic", "polar_express"]), seed=st.integers(0, 2**16),
+    blocks=st.booleans(),
 )  # fmt: skip
-def test_gram_form_equals_plain_form_in_float64(m, extra, tall, steps, schedule, seed):
-    """In exact arithmetic the grouped Gram iteration is the plain one; float64 shows it."""
+def test_gram_form_equals_plain_form_in_float64(m, extra, tall, steps, schedule, seed, blocks):
+    """In exact arithmetic the grouped Gram iteration is the plain one, and the symmetric-block
+    products are the full ones; float64 shows it (``blocks``: from m = 2 on instead of 512)."""
     shape = (3, m + extra, m) if tall else (3, m, m + extra)
     X = torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(seed))
     sched = ns_schedule(schedule)
-    plain = _iterate(X, sched, steps, 1e-7, gram=False)
-    gram = _iterate(X, sched, steps, 1e-7, gram=True)
+    with pytest.MonkeyPatch.context() as patch:
+        if blocks:
+            patch.setattr(orthogonalize_module, "SYMMETRIC_MIN", 2)
+        plain = _iterate(X, sched, steps, 1e-7, gram=False)
+        gram = _iterate(X, sched, steps, 1e-7, gram=True)
     ref = torch.stack([reference_ns(M, sched.coefficients, steps, norm_scale=sched.norm_scale)
                        for M in X])  # fmt: skip
     assert (plain - ref).abs().max().item() < 1e-10
     assert (gram - ref).abs().max().item() < 1e-10
+
+
+def test_symmetric_blocks_compute_the_full_products():
+    g = torch.Generator().manual_seed(3)
+    for tall, shape in [(False, (2, 7, 19)), (True, (2, 19, 7)), (False, (2, 6, 6))]:
+        X = torch.randn(*shape, dtype=F64, generator=g)
+        A = X.mT @ X if tall else X @ X.mT
+        S = _Sym.gram(X, tall)
+        assert S.s11.shape == (2, 3, 3) and S.s12.shape[-2:] == (3, A.size(-1) - 3)
+        assert torch.allclose(S.full(), A, atol=1e-12, rtol=0)
+        # h = b·A + c·A² and products of polynomials in A (they commute): all symmetric
+        h = S.times(S, add=S, beta=-4.775, alpha=2.0315)
+        assert torch.allclose(h.full(), -4.775 * A + 2.0315 * A @ A, atol=1e-10, rtol=0)
+        assert torch.allclose(h.times(S).full(), h.full() @ A, atol=1e-10, rtol=0)
+
+
+def test_symmetric_blocks_are_used_on_cpu_from_512_and_keep_bf16_accuracy():
+    assert orthogonalize_module._uses_blocks(512, torch.device("cpu"))
+    assert not orthogonalize_module._uses_blocks(384, torch.device("cpu"))
+    assert not orthogonalize_module._uses_blocks(4096, torch.device("cuda"))
+    sched = ns_schedule("quintic")
+    for shape in [(512, 1024), (512, 512)]:
+        G = spectrum_matrix(*shape, 0)
+        X = G.to(torch.bfloat16)[None]
+        blocks = polar_error(_iterate(X, sched, 5, 1e-7)[0], G)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(orthogonalize_module, "SYMMETRIC_MIN", 10**9)
+            full = polar_error(_iterate(X, sched, 5, 1e-7)[0], G)
+        assert blocks <= full * 1.03 + 0.005, (shape, blocks, full)
 
 
 @pytest.mark.parametrize("decay", [1.0, 1e-3, 1e-6])
@@ -143,8 +179,12 @@ def test_gram_form_in_bfloat16_as_accurate_as_plain_form(shape, decay):
 def test_gram_form_is_chosen_for_elongated_matrices_and_saves_flops():
     assert ns_flops(512, 2048) < 0.7 * ns_flops(512, 2048, gram=False)
     assert ns_flops(2048, 512) == ns_flops(512, 2048)
-    assert ns_flops(512, 512) == ns_flops(512, 512, gram=False) == 5 * 6 * 512**3
+    assert ns_flops(512, 512, blocks=False) == ns_flops(512, 512, gram=False, blocks=False)
+    assert ns_flops(512, 512, blocks=False) == 5 * 6 * 512**3
     assert ns_flops(512, 700) == ns_flops(512, 700, gram=False)  # aspect ≤ 1.5: plain form
+    # symmetric blocks: 3/4 of the Gram and m×m FLOPs (KJ's form: steps·(4m²n + 2m³))
+    assert ns_flops(512, 512) == 5 * (0.75 * 4 + 2) * 512**3
+    assert ns_flops(256, 256) == ns_flops(256, 256, blocks=False)  # below SYMMETRIC_MIN
 
 
 def test_schedules():
