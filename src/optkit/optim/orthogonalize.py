@@ -287,7 +287,9 @@ def _iterate(
 
     Each step is written h = aI + bA + cA², X ← h·X (the same products as KJ's
     B = bA + cA², X ← aX + B·X). ``gram=None`` groups the steps into Gram form
-    (:func:`_gram_group`) when n > ``GRAM_ASPECT``·m, where it needs fewer FLOPs.
+    (:func:`_gram_group`) when n > ``GRAM_ASPECT``·m, where it needs fewer FLOPs. On CPU from
+    m = ``SYMMETRIC_MIN`` on, the Gram matrices and all m×m products are symmetric blocks
+    (:class:`_Sym`); Q is assembled into one matrix for X ← Q·X.
     """
     m, n = sorted(X.shape[-2:])
     tall = X.size(-2) > X.size(-1)
@@ -324,7 +326,9 @@ def _gram_group(A: Tensor, coefficients: list[tuple[float, float, float]]) -> Te
     step. FLOPs per group: 4m²n + (8g − 6)m³ against g·(4m²n + 2m³), fewer once n > 1.5m
     (5 steps on 512×2048: 33% fewer). Exact arithmetic gives the plain iteration's result;
     finite precision is why groups are short (``GRAM_GROUP``) and X is rebuilt between them
-    (Gram Newton–Schulz with restarts). g = 1 is exactly the plain step.
+    (Gram Newton–Schulz with restarts). g = 1 is exactly the plain step. ``A`` is a full
+    batch ``(B, m, m)`` or a :class:`_Sym` (then every product here is a block product); Q is
+    returned full.
     """
     Q = None
     for k, (a, b, c) in enumerate(coefficients):
