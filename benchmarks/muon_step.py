@@ -7,8 +7,8 @@ embedding/head; hidden matrices per layer: qkv 1536×512, proj 512×512, fc 2048
 out 512×2048), random gradients.
 
 - optkit: ``optkit.Muon(model)`` — automatic partition, Newton–Schulz batched per shape (Gram
-  form for the elongated matrices, symmetric m×m work in 2×2 blocks), compute dtype chosen per device (bf16 on this CPU when it
-  has AVX512-BF16), AdamW part fused.
+  form for the elongated matrices, symmetric m×m work in 2×2 blocks), compute dtype chosen per
+  device (bf16 on this CPU when it has AVX512-BF16), AdamW part fused.
 - anchor (a): Keller Jordan style — each hidden matrix orthogonalized on its own in float32,
   ``torch.optim.AdamW(fused=True)`` for the rest.
 - anchor (b): ``torch.optim.Muon`` (NS always in bf16, one matrix at a time) on the hidden
