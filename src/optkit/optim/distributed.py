@@ -9,14 +9,14 @@ Symbols: w the world size of the process group, U_i the i-th momentum-updated ma
 (R_i × C_i), O_i = NS(U_i), P = Σ R_i·C_i the Muon elements, b the bytes of one element on
 the wire (see "Wire dtype" below).
 
-**Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i
-(DDP all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on
-their cost c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix (plain or Gram form,
-:func:`~optkit.optim.orthogonalize.ns_flops`): sorted by decreasing cost, each goes to the
+**Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i (DDP
+all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on their cost
+c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix (plain or Gram form, in symmetric blocks or
+not: :func:`~optkit.optim.orthogonalize.ns_flops`): sorted by decreasing cost, each goes to the
 least-loaded rank — deterministic, the same on every rank, no communication. Each rank
-orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes
-them into one flat buffer; one all-gather (``all_gather_single``, formerly
-``all_gather_into_tensor``) gives every rank every O_i, bit-identical everywhere::
+orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes them
+into one flat buffer; one all-gather (``all_gather_single``, formerly ``all_gather_into_tensor``)
+gives every rank every O_i, bit-identical everywhere::
 
     each rank receives (w − 1)·L·b     L = max over ranks of the owned elements (≥ P/w),
                                        ≈ (w − 1)/w · P·b when the owners' loads are balanced
@@ -129,8 +129,8 @@ def is_dtensor(t: Any) -> bool:
 
 
 def matrix_cost(shape: Sequence[int]) -> float:
-    """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` (5 steps, plain or Gram form as
-    :func:`~optkit.optim.orthogonalize.newton_schulz` runs it; only ratios matter).
+    """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` (5 steps, as
+    :func:`~optkit.optim.orthogonalize.ns_flops` counts them; only ratios matter).
 
     Example:
         >>> matrix_cost((4, 8)), matrix_cost((3, 8, 4))
