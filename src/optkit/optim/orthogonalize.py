@@ -356,6 +356,7 @@ def _diagonals(S: Any) -> list[Tensor]:
 # On CPU, m×m matrices of at least this size are worked on in blocks (_Sym). Measured on the
 # 2-core bf16 machine, 5 steps, blocks/full time: m = 256: 1.13 (wide ×4) and 1.25 (square);
 # 384: 0.96 and 1.06; 512: 0.88–0.95 and 0.91–0.94; 768: 0.88 and 0.89; 1024: 0.88 and 0.91.
+# In float32 (CPUs without native bf16): 384: 0.95 and 0.96; 512: 0.86–0.92 and 0.87–0.89.
 SYMMETRIC_MIN = 512
 
 
