@@ -291,7 +291,7 @@ def _iterate(
     relative to float64 on 512×512). ``gram=None`` groups the steps into Gram form
     (:func:`_gram_group`, which needs the h's: its rounding error is ~0.025) when
     n > ``GRAM_ASPECT``·m, where it needs fewer FLOPs. On CPU from m = ``SYMMETRIC_MIN`` on,
-    the Gram matrices and all m×m products are symmetric panels (:class:`_Sym`); B and Q are
+    the Gram matrices and all m×m products are symmetric blocks (:class:`_Sym`); B and Q are
     assembled into one matrix for the product with X.
     """
     m, n = sorted(X.shape[-2:])
@@ -315,9 +315,9 @@ def _iterate(
                 block.mul_(f * f)  # in place: out-of-place broadcasting is ~50x slower in bf16
         if size == 1:  # a plain step as KJ writes it: X ← a·X + B·X, B = b·A + c·A²
             a, b, c = coefficients[start]
-            B = _product(A, A, add=A, beta=b, alpha=c)
-            if isinstance(B, _Sym):
-                B = B.full()
+            if isinstance(A, _Sym):  # a full product: block sums would add bf16 roundings
+                A = A.full()
+            B = torch.baddbmm(A, A, A, beta=b, alpha=c)
             Y = torch.baddbmm(X, X, B, beta=a) if tall else torch.baddbmm(X, B, X, beta=a)
             if start == 0:
                 Y.mul_(f)  # X₁ = f·(a·X₀ + B·X₀), B from f²·A₀: X₀ itself is not scaled
@@ -363,7 +363,7 @@ def _product(P: Any, R: Any, *, add: Any = None, beta: float = 1.0, alpha: float
 
 def _diagonals(S: Any) -> list[Tensor]:
     """Views of the diagonal of a symmetric batch (full or :class:`_Sym`)."""
-    return [B.diagonal(dim1=-2, dim2=-1) for B in (S.blocks() if isinstance(S, _Sym) else (S,))]
+    return [B.diagonal(dim1=-2, dim2=-1) for B in ((S.s11, S.s22) if isinstance(S, _Sym) else (S,))]
 
 
 # On CPU, m×m matrices of at least this size are worked on in blocks (_Sym). Measured on the
@@ -376,79 +376,70 @@ SYMMETRIC_MIN = 512
 def _uses_blocks(m: int, device: torch.device) -> bool:
     """Whether the m×m work runs in symmetric blocks (:class:`_Sym`): on CPU from
     ``SYMMETRIC_MIN`` on. Not on CUDA, where it was not measured and where a strided batched
-    GEMM reads row slices without copying (the reason for separate panels here)."""
+    GEMM reads row slices without copying (the reason for separate blocks here)."""
     return device.type == "cpu" and m >= SYMMETRIC_MIN
 
 
 class _Sym(NamedTuple):
-    r"""A batch of symmetric m×m matrices S as its two row panels: ``top`` = S[:h] (h×m) and
-    ``bottom`` = S[h:] ((m−h)×m), each contiguous (h = ⌊m/2⌋).
+    r"""A batch of symmetric m×m matrices S = [[S₁₁, S₁₂], [S₁₂ᵀ, S₂₂]] as three contiguous blocks
+    (S₁₁ is h×h, h = ⌊m/2⌋).
 
     Every m×m product inside a Gram group is symmetric — products of polynomials in the same
-    A₀, which commute (b·A + c·A², h·h, h²·A, h·Q) — so of C = P·R only the blocks C₁₁, C₁₂
-    and C₂₂ are computed, each by one product over the full inner dimension (by symmetry of R,
-    its column panels are the transposed row panels: C_top = P_top·R_topᵀ | P_top·R_bottomᵀ,
-    C₂₂ = P_bottom·R_bottomᵀ), and C₂₁ = C₁₂ᵀ is copied: 3/4 of the FLOPs, rounded exactly as
-    the full product. The panels are separate tensors because a batched ``bmm`` on CPU copies
-    any operand that is a row or column slice of a batch (it takes contiguous or
-    transposed-contiguous batches); outputs may be slices. On the 2-core bf16 machine a
-    6×512×512 product took 3.2–3.3 ms this way against 3.8–3.9 ms for one ``bmm``.
+    A₀, which commute (b·A + c·A², h·h, h²·A, h·Q) — so of the four output blocks only three
+    are computed: 3/4 of the FLOPs, each block a sum of two h-sized products (the second
+    accumulated onto the first in the compute dtype). The blocks are kept apart because a batched
+    ``bmm`` on CPU copies any operand that is a row or column slice of a batch (it accepts only
+    contiguous or transposed-contiguous batches); S₂₁ is S₁₂ᵀ, a transposed view. On the
+    2-core bf16 machine a 6×512×512 product took 3.2–3.6 ms this way against 3.8–4.2 ms for
+    one ``bmm`` (h = 256 products run at the full one's rate).
     """
 
-    top: Tensor
-    bottom: Tensor
+    s11: Tensor
+    s12: Tensor
+    s22: Tensor
 
     @staticmethod
     def gram(X: Tensor, tall: bool) -> _Sym:
-        """The Gram matrix XXᵀ (wide X) or XᵀX (tall X) of a batch ``(B, r, c)``, as panels.
+        """The Gram matrix XXᵀ (wide X) or XᵀX (tall X) of a batch ``(B, r, c)``, in blocks.
 
-        X's two halves along its short side are copied out first (contiguous) to serve as
-        operands: 3/4 of the Gram FLOPs for one pass over X.
+        X's two halves along its short side are copied out first (contiguous), so that the
+        three block products are plain batched ones: 3/4 of the Gram FLOPs for one pass over X.
         """
         h = min(X.shape[-2:]) // 2
         dim = 2 if tall else 1
         X1, X2 = (part.contiguous() for part in X.split((h, X.size(dim) - h), dim=dim))
-        m = min(X.shape[-2:])
-        S = _Sym(X.new_empty(X.size(0), h, m), X.new_empty(X.size(0), m - h, m))
-        if tall:  # A = XᵀX: A_top = X₁ᵀX, A₂₂ = X₂ᵀX₂
-            torch.bmm(X1.mT, X, out=S.top)
-            torch.bmm(X2.mT, X2, out=S.bottom[:, :, h:])
-        else:  # A = XXᵀ: A_top = X₁Xᵀ, A₂₂ = X₂X₂ᵀ
-            torch.bmm(X1, X.mT, out=S.top)
-            torch.bmm(X2, X2.mT, out=S.bottom[:, :, h:])
-        return S._mirrored()
-
-    def _mirrored(self) -> _Sym:
-        """Fill C₂₁ (bottom-left block) with C₁₂ᵀ."""
-        h = self.top.size(1)
-        self.bottom[:, :, :h].copy_(self.top[:, :, h:].mT)
-        return self
+        if tall:
+            return _Sym(torch.bmm(X1.mT, X1), torch.bmm(X1.mT, X2), torch.bmm(X2.mT, X2))
+        return _Sym(torch.bmm(X1, X1.mT), torch.bmm(X1, X2.mT), torch.bmm(X2, X2.mT))
 
     def full(self) -> Tensor:
-        return torch.cat((self.top, self.bottom), dim=1)
-
-    def blocks(self) -> tuple[Tensor, Tensor]:
-        """Views of the diagonal blocks S₁₁ and S₂₂."""
-        h = self.top.size(1)
-        return self.top[:, :, :h], self.bottom[:, :, h:]
+        h, m = self.s11.size(-1), self.s11.size(-1) + self.s22.size(-1)
+        S = self.s11.new_empty(self.s11.size(0), m, m)
+        S[:, :h, :h] = self.s11
+        S[:, :h, h:] = self.s12
+        S[:, h:, :h] = self.s12.mT
+        S[:, h:, h:] = self.s22
+        return S
 
     def times(
         self, R: _Sym, *, add: _Sym | None = None, beta: float = 1.0, alpha: float = 1.0
     ) -> _Sym:
         """β·add + α·self·R for an R that commutes with self (so that the product is symmetric)."""
-        h = self.top.size(1)
-        C = _Sym(torch.empty_like(self.top), torch.empty_like(self.bottom))
-        outputs = (  # (output block, P panel, R panel, slice of add)
-            (C.top[:, :, :h], self.top, R.top, lambda S: S.top[:, :, :h]),
-            (C.top[:, :, h:], self.top, R.bottom, lambda S: S.top[:, :, h:]),
-            (C.bottom[:, :, h:], self.bottom, R.bottom, lambda S: S.bottom[:, :, h:]),
+        P11, P12, P22 = self
+        R11, R12, R22 = R
+        terms = (
+            ((P11, R11), (P12, R12.mT)),  # C₁₁ = P₁₁R₁₁ + P₁₂R₂₁
+            ((P11, R12), (P12, R22)),  # C₁₂ = P₁₁R₁₂ + P₁₂R₂₂
+            ((P12.mT, R12), (P22, R22)),  # C₂₂ = P₂₁R₁₂ + P₂₂R₂₂
         )
-        for out, P, R_panel, part in outputs:
+        blocks = []
+        for i, ((A1, B1), (A2, B2)) in enumerate(terms):
             if add is None:
-                torch.bmm(P, R_panel.mT, out=out)
+                C = torch.bmm(A1, B1)
             else:
-                torch.baddbmm(part(add), P, R_panel.mT, beta=beta, alpha=alpha, out=out)
-        return C._mirrored()
+                C = torch.baddbmm(add[i], A1, B1, beta=beta, alpha=alpha)
+            blocks.append(C.baddbmm_(A2, B2, alpha=alpha))
+        return _Sym(*blocks)
 
 
 class NSBatch:
