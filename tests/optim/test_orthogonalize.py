@@ -230,3 +230,15 @@ def test_schedules():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 5), (2, 4, 13), (2, 13, 4)])
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_iterate_leaves_its_input_alone_unless_it_may_consume_it(shape, steps):
+    X = torch.randn(*shape, dtype=F64, generator=torch.Generator().manual_seed(5))
+    before = X.clone()
+    sched = ns_schedule("quintic")
+    kept = _iterate(X, sched, steps, 1e-7)
+    assert torch.equal(X, before)
+    consumed = _iterate(X, sched, steps, 1e-7, consume=True)
+    assert torch.equal(consumed, kept)

@@ -273,9 +273,15 @@ def ns_flops(
 
 
 def _iterate(
-    X: Tensor, schedule: NSSchedule, steps: int, eps: float, gram: bool | None = None
+    X: Tensor,
+    schedule: NSSchedule,
+    steps: int,
+    eps: float,
+    gram: bool | None = None,
+    consume: bool = False,
 ) -> Tensor:
-    r"""The iteration on a batch ``(B, r, c)`` stored either way round; X is not modified.
+    r"""The iteration on a batch ``(B, r, c)`` stored either way round; X is not modified
+    unless ``consume`` (then its memory takes a later result: one m×n allocation fewer).
 
     With m = min(r, c) ≤ n = max(r, c), the m×m Gram matrix is A = XXᵀ for a wide X and XᵀX
     for a tall one, and a step X ← h(A)·X becomes X ← X·h(A) for a tall X (h(A) is symmetric),
@@ -302,6 +308,7 @@ def _iterate(
     size = GRAM_GROUP if gram else 1
     blocks = _uses_blocks(m, X.device)
     f = None  # the normalization factor, applied in the first group
+    spare = None  # a buffer shaped like X whose contents are no longer needed
     for start in range(0, len(coefficients), size):
         if blocks:
             A = _Sym.gram(X, tall)
@@ -318,14 +325,16 @@ def _iterate(
             if isinstance(A, _Sym):  # a full product: block sums would add bf16 roundings
                 A = A.full()
             B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-            Y = torch.baddbmm(X, X, B, beta=a) if tall else torch.baddbmm(X, B, X, beta=a)
+            P, R = (X, B) if tall else (B, X)
+            Y = torch.baddbmm(X, P, R, beta=a, out=spare)
             if start == 0:
                 Y.mul_(f)  # X₁ = f·(a·X₀ + B·X₀), B from f²·A₀: X₀ itself is not scaled
         else:
             Q = _gram_group(A, coefficients[start : start + size])
             if start == 0:
                 Q.mul_(f)
-            Y = torch.bmm(X, Q) if tall else torch.bmm(Q, X)
+            Y = torch.bmm(X, Q, out=spare) if tall else torch.bmm(Q, X, out=spare)
+        spare = X if start > 0 or consume else None
         X = Y
     return X
 
@@ -494,7 +503,7 @@ class NSBatch:
         schedule = ns_schedule(coefficients, "coefficients")
         out: list[Tensor | None] = [None] * len(self.inputs)
         for stack, idx, counts, in_dtype in self._stacks:
-            result = _iterate(stack, schedule, steps, eps)
+            result = _iterate(stack, schedule, steps, eps, consume=True)
             if cast_back:
                 result = result.to(in_dtype)
             for i, O in zip(idx, result.split(counts)):
