@@ -205,7 +205,7 @@ def test_gram_form_is_chosen_for_elongated_matrices_and_saves_flops():
     assert ns_flops(512, 512, blocks=False) == 5 * 6 * 512**3
     assert ns_flops(512, 700) == ns_flops(512, 700, gram=False)  # aspect ≤ 1.5: plain form
     # symmetric blocks: 3/4 of the Gram and m×m FLOPs (KJ's form: steps·(4m²n + 2m³))
-    assert ns_flops(512, 512) == 5 * (0.75 * 4 + 2) * 512**3
+    assert ns_flops(512, 512) == 5 * (0.75 * 2 + 2 + 2) * 512**3  # B = b·A + c·A² in full
     assert ns_flops(256, 256) == ns_flops(256, 256, blocks=False)  # below SYMMETRIC_MIN
 
 

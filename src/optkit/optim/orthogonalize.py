@@ -252,7 +252,8 @@ def ns_flops(
 
     With m ≤ n the sides, a group of g steps (g = 1: a plain step) costs
     k·2m²n (Gram matrix) + k·(8g − 6)·m³ (m×m products) + 2m²n (X ← Q·X), where k = 3/4 when
-    the m×m work runs in symmetric blocks (:class:`_Sym`), else 1.
+    the m×m work runs in symmetric blocks (:class:`_Sym`), else 1 — except a plain step's
+    single m×m product, which is always full.
 
     ``gram``: False, the plain form (groups of 1 step); True, the Gram form in groups of
     ``GRAM_GROUP`` (see :func:`_gram_group`); None, what :func:`newton_schulz` picks for the
@@ -269,7 +270,11 @@ def ns_flops(
     size = GRAM_GROUP if (_uses_gram(rows, cols) if gram is None else gram) else 1
     k = 0.75 if (_uses_blocks(m, torch.device("cpu")) if blocks is None else blocks) else 1.0
     groups = [min(size, steps - s) for s in range(0, steps, size)]
-    return round(sum(k * 2 * m * m * n + k * (8 * g - 6) * m**3 + 2 * m * m * n for g in groups))
+    # a plain step (g = 1) computes its one m×m product B = b·A + c·A² in full (see _iterate)
+    return round(
+        sum(k * 2 * m * m * n + (k if g > 1 else 1) * (8 * g - 6) * m**3 + 2 * m * m * n
+            for g in groups)
+    )  # fmt: skip
 
 
 def _iterate(
