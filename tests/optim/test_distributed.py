@@ -63,6 +63,12 @@ def test_single_process_path_is_unchanged():
     out = D.orthogonalize_distributed(mats, dtype=F64)
     ref = D.orthogonalize_many(mats, dtype=F64)
     assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    # cast_back=False: results stay in the compute dtype (Muon adds them as they are)
+    bf = D.orthogonalize_distributed([m.float() for m in mats], dtype=torch.bfloat16,
+                                     cast_back=False)  # fmt: skip
+    want = D.orthogonalize_many([m.float() for m in mats], dtype=torch.bfloat16)
+    assert all(o.dtype == torch.bfloat16 for o in bf)
+    assert all(torch.equal(a.float(), b) for a, b in zip(bf, want))
 
 
 # ---------------------------------------------------------------------------- the 2-rank run

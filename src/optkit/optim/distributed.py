@@ -225,6 +225,7 @@ def orthogonalize_distributed(
     eps: float = 1e-7,
     dtype: torch.dtype | None = None,
     process_group: Any = None,
+    cast_back: bool = True,
 ) -> list[Tensor]:
     """:func:`~optkit.optim.orthogonalize.orthogonalize_many` with the work spread over ranks.
 
@@ -234,6 +235,8 @@ def orthogonalize_distributed(
             DTensors (their own mesh decides; see the module docstring).
         steps, coefficients, eps, dtype: as :func:`orthogonalize_many`.
         process_group: the group over which plain tensors are replicated; None = not.
+        cast_back: False leaves results for plain tensors in the dtype they were computed or
+            sent in (DTensor results always take the input's dtype).
 
     Returns:
         One tensor per input, same shape, dtype and kind (DTensor with the same placements).
@@ -266,11 +269,14 @@ def orthogonalize_distributed(
             fallback.append(i)
 
     if local:
-        results = orthogonalize_many([_local(matrices[i]) for i in local], **ns)
+        plain = cast_back or any(is_dtensor(matrices[i]) for i in local)
+        results = orthogonalize_many([_local(matrices[i]) for i in local], **ns, cast_back=plain)
         for i, o in zip(local, results):
             out[i] = _like(matrices[i], o)
     for group, idx in replicated.items():
-        results = _orthogonalize_replicated([_local(matrices[i]) for i in idx], ns, group)
+        mats = [_local(matrices[i]) for i in idx]
+        plain = cast_back or any(is_dtensor(matrices[i]) for i in idx)
+        results = _orthogonalize_replicated(mats, ns, group, cast_back=plain)
         for i, o in zip(idx, results):
             out[i] = _like(matrices[i], o)
     for group, idx in sharded.items():
@@ -312,12 +318,15 @@ def _buckets(tensors: Sequence[Tensor], dtype: torch.dtype | None) -> dict[Any, 
     return out
 
 
-def _orthogonalize_replicated(mats: list[Tensor], ns: dict[str, Any], group: Any) -> list[Tensor]:
-    """Owners by cost, local NS, one all-gather per wire dtype (module docstring)."""
+def _orthogonalize_replicated(
+    mats: list[Tensor], ns: dict[str, Any], group: Any, cast_back: bool = True
+) -> list[Tensor]:
+    """Owners by cost, local NS, one all-gather per wire dtype (module docstring); results in
+    the wire dtype unless ``cast_back``."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     owners = assign_owners([matrix_cost(m.shape) for m in mats], world)
     mine = [i for i, o in enumerate(owners) if o == rank]
-    results = dict(zip(mine, orthogonalize_many([mats[i] for i in mine], **ns)))
+    results = dict(zip(mine, orthogonalize_many([mats[i] for i in mine], **ns, cast_back=False)))
     out: list[Tensor | None] = [None] * len(mats)
     for (wire, device), idx in _buckets(mats, ns["dtype"]).items():
         by_rank = [[i for i in idx if owners[i] == r] for r in range(world)]
@@ -339,7 +348,9 @@ def _orthogonalize_replicated(mats: list[Tensor], ns: dict[str, Any], group: Any
             offset = r * width
             for i in owned:
                 n = mats[i].numel()
-                out[i] = recv[offset : offset + n].view(mats[i].shape).to(mats[i].dtype)
+                out[i] = recv[offset : offset + n].view(mats[i].shape)
+                if cast_back:
+                    out[i] = out[i].to(mats[i].dtype)
                 offset += n
     return out  # type: ignore[return-value]
 
@@ -381,7 +392,7 @@ def _orthogonalize_row_sharded(mats: list[Tensor], ns: dict[str, Any], group: An
                 offset += n
     # 2. the owner orthogonalizes all its matrices at once (same shapes batched).
     mine = sorted(full)
-    results = dict(zip(mine, orthogonalize_many([full[i] for i in mine], **ns)))
+    results = dict(zip(mine, orthogonalize_many([full[i] for i in mine], **ns, cast_back=False)))
     # 3. each rank's rows back to it.
     out: list[Tensor | None] = [None] * len(mats)
     for (wire, device), idx in buckets.items():

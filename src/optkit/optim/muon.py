@@ -357,6 +357,7 @@ class Muon(OptkitOptimizer):
         return orthogonalize_distributed(
             matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
             dtype=group["ns_dtype"], process_group=getattr(self, "process_group", None),
+            cast_back=False,  # apply_update converts bf16 O as it adds it
         )  # fmt: skip
 
 

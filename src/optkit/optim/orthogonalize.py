@@ -523,12 +523,15 @@ def orthogonalize_many(
     *,
     eps: float = 1e-7,
     dtype: torch.dtype | None = None,
+    cast_back: bool = True,
 ) -> list[Tensor]:
     """:func:`newton_schulz` of each tensor ``(..., rows, cols)``; same shapes run as one batch
     (:class:`NSBatch`: copied into one stack in the compute dtype, one ``bmm`` chain).
 
     Args:
         matrices, steps, coefficients, eps, dtype: as :func:`newton_schulz`.
+        cast_back: False leaves the results in the compute dtype (e.g. bf16 for a sender
+            or an update that converts them anyway: one pass over them less).
 
     Returns:
         One tensor per input, same shape and dtype (a view into its bucket's result).
@@ -546,4 +549,4 @@ def orthogonalize_many(
     batch = NSBatch(matrices, dtype)
     for M, slot in zip(matrices, batch.inputs):
         slot.copy_(M)
-    return batch.run(steps, coefficients, eps=eps)
+    return batch.run(steps, coefficients, eps=eps, cast_back=cast_back)
