@@ -97,10 +97,12 @@ def main() -> None:
     load = [
         sum(D.matrix_cost(m.shape) for m, o in zip(mats, owners) if o == r) for r in range(world)
     ]
-    t_single = median_time(lambda: orthogonalize_many(mats), args.reps)
-    t_share = median_time(lambda: orthogonalize_many(mine), args.reps)
+    # as Muon runs them: results left in the compute dtype (its update converts them)
+    t_single = median_time(lambda: orthogonalize_many(mats, cast_back=False), args.reps)
+    t_share = median_time(lambda: orthogonalize_many(mine, cast_back=False), args.reps)
     t_dist = median_time(
-        lambda: D.orthogonalize_distributed(mats, process_group=dist.group.WORLD), args.reps
+        lambda: D.orthogonalize_distributed(mats, process_group=dist.group.WORLD, cast_back=False),
+        args.reps,
     )
     say("\n1. orthogonalization of all Muon matrices, seconds (max over ranks of the median)")
     say(f"   single process (anchor)        {t_single:8.3f}   1.00x")
