@@ -333,12 +333,13 @@ def _orthogonalize_replicated(
         width = max(sum(mats[i].numel() for i in owned) for owned in by_rank)
         if width == 0:
             continue
-        send = torch.zeros(width, dtype=wire, device=device)
+        send = torch.empty(width, dtype=wire, device=device)
         offset = 0
         for i in by_rank[rank]:
             n = mats[i].numel()
             send[offset : offset + n].view(mats[i].shape).copy_(results[i])
             offset += n
+        send[offset:].zero_()  # padding up to the rank with the most elements
         recv = torch.empty(world * width, dtype=wire, device=device)
         _all_gather(recv, send, group=group)
         _count(
