@@ -239,8 +239,9 @@ def orthogonalize_distributed(
             sent in (DTensor results always take the input's dtype).
 
     Returns:
-        One tensor per input, same shape, dtype and kind (DTensor with the same placements).
-        Every rank must call this with the same list (same global shapes, same order).
+        One tensor per input, same shape, dtype (unless ``cast_back=False``) and kind (DTensor
+        with the same placements). Every rank must call this with the same list (same global
+        shapes, same order).
     """
     ns = dict(steps=steps, coefficients=coefficients, eps=eps, dtype=dtype)
     out: list[Tensor | None] = [None] * len(matrices)
@@ -269,14 +270,14 @@ def orthogonalize_distributed(
             fallback.append(i)
 
     if local:
-        plain = cast_back or any(is_dtensor(matrices[i]) for i in local)
-        results = orthogonalize_many([_local(matrices[i]) for i in local], **ns, cast_back=plain)
+        cast = cast_back or any(is_dtensor(matrices[i]) for i in local)
+        results = orthogonalize_many([_local(matrices[i]) for i in local], **ns, cast_back=cast)
         for i, o in zip(local, results):
             out[i] = _like(matrices[i], o)
     for group, idx in replicated.items():
         mats = [_local(matrices[i]) for i in idx]
-        plain = cast_back or any(is_dtensor(matrices[i]) for i in idx)
-        results = _orthogonalize_replicated(mats, ns, group, cast_back=plain)
+        cast = cast_back or any(is_dtensor(matrices[i]) for i in idx)
+        results = _orthogonalize_replicated(mats, ns, group, cast_back=cast)
         for i, o in zip(idx, results):
             out[i] = _like(matrices[i], o)
     for group, idx in sharded.items():
