@@ -23,7 +23,7 @@ import time
 import torch
 
 import optkit
-from optkit.minimize import minimize
+from optkit.minimization import minimize
 from optkit.problems import (
     PROBLEMS,
     extended_rosenbrock,

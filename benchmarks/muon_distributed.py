@@ -44,7 +44,7 @@ from _gpt_params import gpt_like_model, set_random_grads
 
 from optkit.optim import distributed as D
 from optkit.optim.muon import Muon
-from optkit.optim.orthogonalize import default_ns_dtype, orthogonalize_many
+from optkit.optim.newton_schulz import default_ns_dtype, orthogonalize_many
 
 
 def median_time(fn, reps: int) -> float:

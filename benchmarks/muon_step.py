@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gpt_params import gpt_like_model, set_random_grads
 
 from optkit.optim import Muon
-from optkit.optim.orthogonalize import QUINTIC, default_ns_dtype, ns_flops, orthogonalize_many
+from optkit.optim.newton_schulz import QUINTIC, default_ns_dtype, ns_flops, orthogonalize_many
 
 LR, MU, ADAMW_LR = 0.02, 0.95, 3e-4
 

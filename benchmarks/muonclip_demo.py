@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/muonclip_demo.py [--steps 300] [--tau 12]
 
-A small decoder-only transformer (``optkit.optim._toy_models.ToyGPT``: d=64, 2 layers, 4 heads,
+A small decoder-only transformer (``optkit.testing.ToyGPT``: d=64, 2 layers, 4 heads,
 vocab 32) learns a copy task — a random first half, then the same tokens again — which needs
 sharp attention, so Muon at a high learning rate drives the q·k logits up. Both runs start from
 the same weights and see the same batches; only the optimizer differs: ``optkit.Muon`` vs
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from optkit.optim import Muon, MuonClip
-from optkit.optim._toy_models import ToyGPT
-from optkit.optim.qk_clip import QKClip, find_attention
+from optkit.optim.muon_clip import QKClip, find_attention
+from optkit.testing import ToyGPT
 
 VOCAB, HALF = 32, 16
 

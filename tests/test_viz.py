@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from optkit import viz
-from optkit._smoothing import compare_smoothers, matching_window, noisy_series
+from optkit._smoother_report import compare_smoothers, matching_window, noisy_series
 from optkit.problems import PROBLEMS, rosenbrock
 
 

@@ -7,10 +7,10 @@ Training optimizers (``torch.optim.Optimizer`` subclasses): :class:`SGD`, :class
 """
 
 from . import problems
-from .advise import Advice, advise
-from .ewma import EWMA, ewma, sma
-from .minimize import OptimizeResult, minimize, minimize_module
+from .advisor import Advice, advise
+from .minimization import OptimizeResult, minimize, minimize_module
 from .optim import SGD, Adam, AdamW, Muon, MuonClip, RMSprop
+from .smoothing import EWMA, ewma, sma
 
 __version__ = "0.1.0"
 

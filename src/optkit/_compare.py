@@ -1,6 +1,6 @@
 """Running several methods on one problem, as data: what ``optkit compare`` draws and tabulates.
 
-:func:`run_method` wraps :func:`optkit.minimize.minimize` with the trajectory recorded and a
+:func:`run_method` wraps :func:`optkit.minimization.minimize` with the trajectory recorded and a
 wall-clock time for every iterate (taken in ``callback``, so the times include the callback's
 own small cost, equally for every method). :func:`default_options` holds the step sizes the
 command uses out of the box; :func:`parse_set` reads ``--set method.option=value``.
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .minimize import METHODS, OptimizeResult, minimize
+from .minimization import METHODS, OptimizeResult, minimize
 
 __all__ = [
     "CURVATURE_STEP",
@@ -51,7 +51,7 @@ DEFAULT_METHODS = ("gd", "momentum", "rmsprop", "adam", "newton", "bfgs", "lbfgs
 #: Methods whose default lr is 1/L (L measured at x0).
 CURVATURE_STEP = ("gd", "momentum", "nesterov")
 
-#: Fixed defaults that differ from :data:`optkit.minimize.METHODS` (see the module docstring).
+#: Fixed defaults that differ from :data:`optkit.minimization.METHODS` (see the module docstring).
 FIXED_DEFAULTS: dict[str, dict[str, Any]] = {
     "rmsprop": {"lr": 1e-2},
     "adam": {"lr": 0.05},
@@ -77,7 +77,7 @@ def default_options(method: str, curvature: float | None) -> dict[str, Any]:
     """The options ``optkit compare`` passes for ``method`` (see the module docstring).
 
     Args:
-        method: A :data:`~optkit.minimize.METHODS` name.
+        method: A :data:`~optkit.minimization.METHODS` name.
         curvature: L, the largest |eigenvalue| of ∇²f(x0), or None if unknown.
 
     Example:
@@ -112,7 +112,7 @@ def parse_set(items: Iterable[str], methods: Iterable[str]) -> dict[str, dict[st
 
     Values are Python literals (``0.05``, ``1e-3``, ``0.9,0.99`` → a tuple, ``true``) or bare
     words (``armijo``). The method must be one of ``methods`` and the option one it knows;
-    value ranges are checked later by :func:`optkit.minimize.minimize`.
+    value ranges are checked later by :func:`optkit.minimization.minimize`.
 
     Raises:
         ValueError: Malformed item, unknown method or unknown option (the message names it).
@@ -156,7 +156,7 @@ class Run:
     Attributes:
         method: Method name.
         options: The options it ran with.
-        result: The :class:`~optkit.minimize.OptimizeResult`.
+        result: The :class:`~optkit.minimization.OptimizeResult`.
         xs: Iterates, shape (nit + 1, n), float64.
         fs: f at each iterate, shape (nit + 1,).
         times: Seconds since the start at each iterate (0 for x0), shape (nit + 1,).
@@ -225,11 +225,11 @@ def run_method(
         fun: The objective (torch, autograd derivatives).
         x0: Start.
         method: Method name.
-        options: Options for :func:`~optkit.minimize.minimize` (``max_iter`` included).
+        options: Options for :func:`~optkit.minimization.minimize` (``max_iter`` included).
         on_iteration: Called with the iteration number after each iteration (progress bars).
 
     Raises:
-        ValueError: An option value out of range (from :func:`~optkit.minimize.minimize`).
+        ValueError: An option value out of range (from :func:`~optkit.minimization.minimize`).
     """
     stamps: dict[int, float] = {}
     start = time.perf_counter()

@@ -141,7 +141,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import _compare, viz
-    from .advise import _lanczos, _Probe
+    from .advisor import _lanczos, _Probe
 
     target = _target(args)
     try:
@@ -294,13 +294,13 @@ def _print_table(console, target, runs, f_ref, ref_label) -> None:
 def _cmd_ewma(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from . import _smoothing, viz
+    from . import _smoother_report, viz
     from ._checks import check_int, check_number
 
     try:
         lam = check_number("--lam", args.lam, 0.0, 1.0, low_open=True, high_open=True)
         window = (
-            _smoothing.matching_window(lam)
+            _smoother_report.matching_window(lam)
             if args.window is None
             else check_int("--window", args.window, 1)
         )
@@ -316,12 +316,12 @@ def _cmd_ewma(args: argparse.Namespace) -> int:
     else:
         if args.column is not None:
             raise UserError("--column goes with --csv")
-        x, clean = _smoothing.noisy_series(args.n, args.noise, args.seed)
+        x, clean = _smoother_report.noisy_series(args.n, args.noise, args.seed)
         source = f"generated series (n={args.n}, noise σ={args.noise:g}, seed {args.seed})"
     out = Path(args.out)
     _writable_dir(out)
 
-    summaries = _smoothing.compare_smoothers(x, lam, window, clean)
+    summaries = _smoother_report.compare_smoothers(x, lam, window, clean)
     console = _console()
     table = Table(
         title=f"λ = {lam:g} EWMA against SMA (window {window}) on {source}", title_justify="left"
@@ -430,7 +430,7 @@ def _read_column(path: str, column: str) -> np.ndarray:
 def _cmd_advise(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .advise import _fmt_bytes, _fmt_s, advise
+    from .advisor import _fmt_bytes, _fmt_s, advise
 
     target = _target(args)
     try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import optkit
-from optkit.minimize import METHODS, Status
+from optkit.minimization import METHODS, Status
 
 SECOND_ORDER = ["newton", "newton-cg", "bfgs", "lbfgs"]
 

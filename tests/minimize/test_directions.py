@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 import optkit
 from optkit import problems
-from optkit.minimize import _loop, directions
-from optkit.minimize import line_search as ls
-from optkit.minimize.objective import AutogradObjective
+from optkit.minimization import _loop, directions
+from optkit.minimization import line_search as ls
+from optkit.minimization.objective import AutogradObjective
 
 F64 = torch.float64
 PROPS = settings(max_examples=25, deadline=None, derandomize=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import optkit
-from optkit.minimize import Status
+from optkit.minimization import Status
 
 F64 = torch.float64
 

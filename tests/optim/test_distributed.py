@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from optkit.optim import distributed as D
-from optkit.optim._toy_models import ToyGPT, ToyMoE
 from optkit.optim.muon import Muon, MuonClip
-from optkit.optim.qk_clip import head_max_logits
+from optkit.optim.muon_clip import head_max_logits
+from optkit.testing import ToyGPT, ToyMoE
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available(), reason="torch.distributed is not available in this torch build"

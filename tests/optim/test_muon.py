@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from optkit.optim import AdamW, Muon
-from optkit.optim._toy_models import ToyCNN, ToyGPT, ToyMoE
-from optkit.optim.orthogonalize import ns_schedule
+from optkit.optim.newton_schulz import ns_schedule
+from optkit.testing import ToyCNN, ToyGPT, ToyMoE
 
-from .test_orthogonalize import reference_ns
+from .test_newton_schulz import reference_ns
 
 F64 = torch.float64
 

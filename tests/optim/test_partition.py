@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from optkit.optim._toy_models import ToyCNN, ToyGPT, ToyMoE
 from optkit.optim.partition import describe, partition
+from optkit.testing import ToyCNN, ToyGPT, ToyMoE
 
 
 def table(records):

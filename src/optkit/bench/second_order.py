@@ -102,7 +102,7 @@ def _minimize_module():
 
     f = getattr(optkit, "minimize_module", None)
     if f is None:  # not exported at the top level yet
-        from optkit.minimize import minimize_module as f
+        from optkit.minimization import minimize_module as f
     return f
 
 

@@ -12,7 +12,7 @@ the wire (see "Wire dtype" below).
 **Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i (DDP
 all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on their cost
 c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix (plain or Gram form, in symmetric blocks or
-not: :func:`~optkit.optim.orthogonalize.ns_flops`): sorted by decreasing cost, each goes to the
+not: :func:`~optkit.optim.newton_schulz.ns_flops`): sorted by decreasing cost, each goes to the
 least-loaded rank — deterministic, the same on every rank, no communication. Each rank
 orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes them
 into one flat buffer; one all-gather (``all_gather_single``, formerly ``all_gather_into_tensor``)
@@ -45,7 +45,7 @@ replica group repeats the same work); anything else (columns sharded, tensor par
 falls back to ``full_tensor()`` on every rank — correct, not economical.
 
 **Wire dtype.** Newton–Schulz first copies U into its compute dtype (bf16 on CUDA and on CPUs
-with native bf16, :func:`optkit.optim.orthogonalize.default_ns_dtype`) and O comes out of
+with native bf16, :func:`optkit.optim.newton_schulz.default_ns_dtype`) and O comes out of
 that dtype, so sending both in the compute dtype loses nothing: results are bit-identical to
 sending the parameter dtype. With float32 parameters and bf16 compute, b = 2; with float64
 (the tests) or float32 compute, b = the parameter's element size.
@@ -78,7 +78,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .orthogonalize import default_ns_dtype, ns_flops, orthogonalize_many
+from .newton_schulz import default_ns_dtype, ns_flops, orthogonalize_many
 
 __all__ = [
     "STATS",
@@ -130,7 +130,7 @@ def is_dtensor(t: Any) -> bool:
 
 def matrix_cost(shape: Sequence[int]) -> float:
     """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` (5 steps, as
-    :func:`~optkit.optim.orthogonalize.ns_flops` counts them; only ratios matter).
+    :func:`~optkit.optim.newton_schulz.ns_flops` counts them; only ratios matter).
 
     Example:
         >>> matrix_cost((4, 8)), matrix_cost((3, 8, 4))
@@ -227,7 +227,7 @@ def orthogonalize_distributed(
     process_group: Any = None,
     cast_back: bool = True,
 ) -> list[Tensor]:
-    """:func:`~optkit.optim.orthogonalize.orthogonalize_many` with the work spread over ranks.
+    """:func:`~optkit.optim.newton_schulz.orthogonalize_many` with the work spread over ranks.
 
     Args:
         matrices: ``(..., rows, cols)`` tensors: plain tensors (replicated on every rank of

@@ -8,7 +8,7 @@ One step of a "muon" param group is three stages, each a function over *lists* o
 
 1. :func:`momentum_update` — B_t and the direction U_t to orthogonalize;
 2. O_t = NS(U_t) for the whole list, same-shape matrices batched into one ``bmm`` chain
-   (:class:`~optkit.optim.orthogonalize.NSBatch`);
+   (:class:`~optkit.optim.newton_schulz.NSBatch`);
 3. :func:`apply_update` — decoupled decay and θ ← θ − γ·r·O_t (foreach ops).
 
 In one process, stage 1 writes U_t straight into stage 2's stacks (in the compute dtype, bf16
@@ -43,9 +43,9 @@ from .distributed import (
     orthogonalize_distributed,
     process_group_of,
 )
-from .orthogonalize import NSBatch, ns_schedule
+from .muon_clip import AttentionSpec, QKClip, find_attention
+from .newton_schulz import NSBatch, ns_schedule
 from .partition import ParamRecord, describe, partition
-from .qk_clip import AttentionSpec, QKClip, find_attention
 
 __all__ = ["Muon", "MuonClip", "apply_update", "lr_adjustment", "momentum_update"]
 
@@ -139,7 +139,7 @@ _MUON_MATH = r"""
         θ_t = θ_{t-1}·(1 − γ·w) − γ·r(m, n)·O_t
 
     NS_k: k = ``ns_steps`` Newton–Schulz steps on the wide orientation (see
-    :mod:`optkit.optim.orthogonalize`); r: ``adjust_lr`` (see :func:`lr_adjustment`).
+    :mod:`optkit.optim.newton_schulz`); r: ``adjust_lr`` (see :func:`lr_adjustment`).
     A conv kernel (out, in, kh, kw) is the matrix out × (in·kh·kw); stacked expert weights
     (E, out, in) are E matrices. AdamW groups run :class:`optkit.AdamW`'s update.
 """
@@ -365,7 +365,7 @@ class MuonClip(Muon):
     r"""Muon + QK-clip (Kimi K2): after each step, heads whose max logit exceeded τ are rescaled.
 
     The lecture's last bullet: K2 trains with Muon "+ rescaling (+ weight decay)". The
-    rescaling is QK-clip (:mod:`optkit.optim.qk_clip`): forward hooks on the attention q/k
+    rescaling is QK-clip (:mod:`optkit.optim.muon_clip`): forward hooks on the attention q/k
     projections record S_h, the largest pre-softmax logit of head h over the last batch; after
     the Muon/AdamW step, every head with S_h > τ gets its W_q and W_k rows multiplied by
     √(τ/S_h) each, so its logits on that batch would top out at τ. Heads at or below τ, and
@@ -386,13 +386,13 @@ class MuonClip(Muon):
         qk_clip_measure: ``"after_step"`` (default: S_h recomputed on the last batch with the
             updated weights, so clipped heads end at τ) or ``"forward"`` (S_h from the forward
             pass, before the update, as K2 describes); see
-            :class:`~optkit.optim.qk_clip.QKClip`.
-        attention: :class:`~optkit.optim.qk_clip.AttentionSpec` list; None finds them in the
-            module passed as ``params`` (:func:`~optkit.optim.qk_clip.find_attention`).
+            :class:`~optkit.optim.muon_clip.QKClip`.
+        attention: :class:`~optkit.optim.muon_clip.AttentionSpec` list; None finds them in the
+            module passed as ``params`` (:func:`~optkit.optim.muon_clip.find_attention`).
 
     Attributes:
         max_logits: per attention layer, the ``(heads,)`` maxima the last step acted on.
-        qk_clip: the :class:`~optkit.optim.qk_clip.QKClip` (``.remove()`` drops the hooks).
+        qk_clip: the :class:`~optkit.optim.muon_clip.QKClip` (``.remove()`` drops the hooks).
 
     Example:
         >>> class Attention(nn.Module):

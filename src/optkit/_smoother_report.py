@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ewma import ewma, sma
+from .smoothing import ewma, sma
 
 __all__ = ["SmootherSummary", "compare_smoothers", "matching_window", "noisy_series"]
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from optkit.optim import Muon, MuonClip
-from optkit.optim._toy_models import ToyGPT
-from optkit.optim.qk_clip import AttentionSpec, QKClip, find_attention, head_max_logits
+from optkit.optim.muon_clip import AttentionSpec, QKClip, find_attention, head_max_logits
+from optkit.testing import ToyGPT
 
 F64 = torch.float64
 

@@ -155,7 +155,7 @@ def _fmt_s(s: float) -> str:
 def _iteration_overhead() -> float:
     """Seconds of fixed cost per :func:`optkit.minimize` iteration on this machine: BFGS on the
     2-D Rosenbrock function, minus the time of its f and ∇f evaluations, per iteration."""
-    from .minimize import minimize
+    from .minimization import minimize
 
     x0 = torch.tensor([-1.2, 1.0], dtype=torch.float64)
 
@@ -368,7 +368,7 @@ def _is_quadratic(probe: _Probe, x: torch.Tensor, hvp: Callable) -> bool:
 
 def _dense_hessian_time(fun: Callable, x: torch.Tensor) -> float:
     """Time a dense Hessian exactly as ``minimize(method="newton")`` builds it."""
-    from .minimize.objective import AutogradObjective
+    from .minimization.objective import AutogradObjective
 
     flat = x.reshape(-1).clone()
     obj = AutogradObjective.from_function(fun, x.shape, x.dtype, x.device, keep_graph=True)
@@ -461,7 +461,7 @@ def _iterations(a: Advice, history: int) -> dict[str, tuple[float, float]]:
 def _trial_runs(fun, x, a: Advice, budget: float) -> None:
     """Run each second-order candidate for at most its share of ``budget`` seconds; a run that
     converges gives the measured time to solution (best of two when it is fast)."""
-    from .minimize import minimize
+    from .minimization import minimize
 
     candidates = [m for m in ("newton", "newton-cg", "bfgs", "lbfgs") if m in a.estimates]
     candidates = [m for m in candidates if a.estimates[m] <= 100 * budget]

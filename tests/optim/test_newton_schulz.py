@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import optkit.optim.orthogonalize as orthogonalize_module
-from optkit.optim.orthogonalize import (
+import optkit.optim.newton_schulz as orthogonalize_module
+from optkit.optim.newton_schulz import (
     POLAR_EXPRESS,
     QUINTIC,
     _iterate,

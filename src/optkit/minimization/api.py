@@ -376,7 +376,7 @@ def minimize(
     ``x* = argmin f(x)`` from ``x0`` by one of :data:`METHODS`: the lecture's first-order methods
     (gd, momentum, nesterov, rmsprop, adam, adamw — run by the ``optkit.optim`` optimizers on x)
     or its second-order ones (newton, newton-cg, bfgs, lbfgs — a direction and a strong-Wolfe line
-    search, see :mod:`optkit.minimize.directions`). Derivatives come from torch autograd unless
+    search, see :mod:`optkit.minimization.directions`). Derivatives come from torch autograd unless
     you pass them.
 
     Args:
