@@ -309,13 +309,14 @@ class Muon(OptkitOptimizer):
     def _step_group(self, group: dict[str, Any]) -> None:
         if group["algorithm"] == "adamw":
             beta1, beta2 = group["betas"]
-            tensors, fused = gather_adam_state(self, group)
+            tensors, plan = gather_adam_state(self, group)
             if any(is_dtensor(p) for p in tensors.params):  # FSDP2: each rank updates its shards
-                tensors, fused = local_tensors(tensors), False
+                tensors = local_tensors(tensors)
+                plan = plan._replace(fused=[False] * len(tensors.params))
             adam_update(
                 tensors, lr=group["lr"], beta1=beta1, beta2=beta2,
                 eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
-                decoupled=True, maximize=group["maximize"], fused=fused,
+                decoupled=True, maximize=group["maximize"], plan=plan,
             )  # fmt: skip
             return
         params, grads = self._params_with_grad(group)
