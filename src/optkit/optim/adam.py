@@ -248,9 +248,6 @@ class Adam(OptkitOptimizer):
     ) -> None:
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled
-        elif self._decoupled and not decoupled_weight_decay:
-            raise ValueError("AdamW's weight decay is decoupled: decoupled_weight_decay=False "
-                             "is not valid for AdamW (use Adam)")  # fmt: skip
         defaults = dict(
             lr=lr, betas=_squeezed(betas), eps=eps, weight_decay=weight_decay,
             amsgrad=bool(amsgrad), foreach=foreach, maximize=bool(maximize),
