@@ -51,6 +51,7 @@ __all__ = ["Muon", "MuonClip", "apply_update", "lr_adjustment", "momentum_update
 
 ALGORITHMS = ("muon", "adamw")
 ADJUST_LR = ("spectral", "match_rms_adamw", None)
+_UNSET: Any = object()  # an argument not given (None is a value of torch's adjust_lr_fn)
 
 
 def momentum_update(
@@ -159,7 +160,8 @@ class Muon(OptkitOptimizer):
 
     Symbols: γ = ``lr``, μ = ``momentum``, w = ``weight_decay``, k = ``ns_steps``,
     r = ``adjust_lr``; for AdamW groups γ = ``adamw_lr``, (β₁, β₂) = ``adamw_betas``,
-    ε = ``adamw_eps``, w = ``adamw_weight_decay``.
+    ε = ``adamw_eps``, w = ``adamw_weight_decay``. Group keys: ``eps`` is Newton–Schulz's ε
+    in "muon" groups (torch.optim.Muon's key); Adam's ε is ``adam_eps`` in "adamw" groups.
 """
         + _MUON_MATH
         + r"""
@@ -177,7 +179,8 @@ class Muon(OptkitOptimizer):
             (default 3e-4), (β₁, β₂) in [0, 1) (default (0.9, 0.95)), ε ≥ 0 (default 1e-8),
             w ≥ 0 (default 0).
         ns_coefficients: ``"quintic"`` (default, KJ's (3.4445, −4.7750, 2.0315)),
-            ``"polar_express"`` (Amsel et al. 2025) or (a, b, c) triples.
+            ``"polar_express"`` (Amsel et al. 2025), one (a, b, c) triple (torch.optim.Muon's
+            form) or a sequence of triples (one per step, the last repeated).
         ns_dtype: Newton–Schulz compute dtype; None (default) picks per device: bfloat16 on
             CUDA and on CPUs with native bf16 matmul, else float32; float64 params stay float64.
         ns_eps: ε of the Frobenius normalization (default 1e-7).
@@ -186,6 +189,9 @@ class Muon(OptkitOptimizer):
             Newton–Schulz work (e.g. ``torch.distributed.group.WORLD``); None = no split.
             FSDP2 parameters (DTensors) need nothing: their mesh is used. See
             :mod:`optkit.optim.distributed`.
+        eps: torch.optim.Muon's name for ``ns_eps`` (give one of the two).
+        adjust_lr_fn: torch.optim.Muon's form of ``adjust_lr``: None or ``"original"``
+            (= ``"spectral"``) or ``"match_rms_adamw"``; give one of the two.
 
     Raises:
         ValueError: a hyperparameter out of range (the message names it), an unknown
@@ -221,7 +227,11 @@ class Muon(OptkitOptimizer):
         - The lecture's update θ ← θ − γO has no decay and no r; here w = 0 and
           ``adjust_lr=None`` give exactly it. The decay uses the unadjusted γ (as KJ, torch).
         - Defaults differ from ``torch.optim.Muon`` (lr 1e-3, weight_decay 0.1, NS always in
-          bf16): ours follow KJ's (lr 0.02, no decay, r = "spectral").
+          bf16): ours follow KJ's (lr 0.02, no decay, r = "spectral"). torch's keyword forms
+          (``ns_coefficients=(a, b, c)``, ``eps=``, ``adjust_lr_fn=``) are accepted; the
+          positional order is this class's. State dicts load both ways with torch.optim.Muon
+          (keys torch's lacks are kept from this optimizer's groups; ``state_dict()`` also
+          writes ``adjust_lr_fn`` and a named single-triple schedule as its triple).
     """
     )
 
@@ -244,8 +254,21 @@ class Muon(OptkitOptimizer):
         ns_eps: float = 1e-7,
         head: Any = None,
         process_group: Any = None,
+        eps: float | None = None,
+        adjust_lr_fn: Any = _UNSET,
     ) -> None:
         self.process_group = process_group
+        if eps is not None:
+            if ns_eps not in (eps, 1e-7):
+                raise ValueError(f"eps and ns_eps name the same ε: give one, got {eps!r}, "
+                                 f"{ns_eps!r}")  # fmt: skip
+            ns_eps = eps
+        if adjust_lr_fn is not _UNSET:
+            torch_form = _from_adjust_lr_fn(adjust_lr_fn)
+            if adjust_lr not in (torch_form, "spectral"):
+                raise ValueError(f"adjust_lr and adjust_lr_fn name the same factor: give one, "
+                                 f"got {adjust_lr!r}, {adjust_lr_fn!r}")  # fmt: skip
+            adjust_lr = torch_form
         check_number("adamw_lr", adamw_lr, 0.0)
         check_pair("adamw_betas", adamw_betas, 0.0, 1.0)
         check_number("adamw_eps", adamw_eps, 0.0)
@@ -257,7 +280,7 @@ class Muon(OptkitOptimizer):
         )  # fmt: skip
         _check_muon_group(muon)
         adamw = dict(
-            lr=adamw_lr, betas=tuple(adamw_betas), eps=adamw_eps,
+            lr=adamw_lr, betas=tuple(adamw_betas), adam_eps=adamw_eps,
             weight_decay=adamw_weight_decay, amsgrad=False, maximize=False, fused=None,
         )  # fmt: skip
         self._group_defaults = {"muon": muon, "adamw": adamw}
@@ -265,7 +288,7 @@ class Muon(OptkitOptimizer):
         if isinstance(params, nn.Module):
             self.records = partition(params, head=head)
             params = _groups_from_records(self.records)
-        defaults = {**muon, **{f"adamw_{k}": v for k, v in adamw.items() if k in ("lr", "eps")}}
+        defaults = {**muon, "adamw_lr": adamw_lr, "adamw_eps": adamw_eps}
         defaults.update(adamw_betas=adamw["betas"], adamw_weight_decay=adamw_weight_decay)
         super().__init__(params, defaults)
 
@@ -284,7 +307,12 @@ class Muon(OptkitOptimizer):
             if algorithm == "muon":
                 _check_muon_group(group)
             else:
-                check_adam_hyperparameters(group)
+                if "eps" in group:
+                    raise ValueError(
+                        "an 'adamw' group of Muon names Adam's ε 'adam_eps' ('eps' "
+                        "is Newton–Schulz's ε of 'muon' groups, as torch.optim.Muon)"
+                    )
+                check_adam_hyperparameters(group, eps_key="adam_eps")
         except ValueError:
             self.param_groups.pop()
             raise
@@ -315,7 +343,7 @@ class Muon(OptkitOptimizer):
                 plan = plan._replace(fused=[False] * len(tensors.params))
             adam_update(
                 tensors, lr=group["lr"], beta1=beta1, beta2=beta2,
-                eps=group["eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+                eps=group["adam_eps"], weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
                 decoupled=True, maximize=group["maximize"], plan=plan,
             )  # fmt: skip
             return
@@ -338,12 +366,61 @@ class Muon(OptkitOptimizer):
             batch = NSBatch(grad_matrices, group["ns_dtype"])
             out = [slot.view(g.shape) for slot, g in zip(batch.inputs, grads)]
             momentum_update(grads, bufs, group["momentum"], group["nesterov"], out=out)
-            orthogonal = batch.run(
-                group["ns_steps"], group["ns_coefficients"], eps=group["eps"], cast_back=False
-            )
+            schedule = _ns_spec(group["ns_coefficients"])
+            orthogonal = batch.run(group["ns_steps"], schedule, eps=group["eps"], cast_back=False)
         apply_update(
             params, orthogonal, lr=group["lr"], weight_decay=group["weight_decay"], scales=scales
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, readable by torch.optim.Muon too: "muon" groups also carry
+        torch's ``adjust_lr_fn``, and a named single-triple schedule is written as its triple."""
+        state = super().state_dict()
+        for group in state["param_groups"]:
+            if group.get("algorithm") == "muon":
+                group["adjust_lr_fn"] = _TO_ADJUST_LR_FN[group["adjust_lr"]]
+                schedule = ns_schedule(_ns_spec(group["ns_coefficients"]))
+                if len(schedule.coefficients) == 1 and schedule.norm_scale == 1.0:
+                    group["ns_coefficients"] = schedule.coefficients[0]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load an optkit.Muon or a torch.optim.Muon state dict: keys the saved groups lack
+        (``algorithm``, ``ns_dtype``, ``batch_dims``) keep this optimizer's values; torch's
+        ``adjust_lr_fn`` sets ``adjust_lr``."""
+        state_dict = dict(state_dict)
+        groups = [dict(g) for g in state_dict["param_groups"]]
+        for current, saved in zip(self.param_groups, groups):
+            if "adjust_lr_fn" in saved:
+                fn = saved.pop("adjust_lr_fn")
+                saved.setdefault("adjust_lr", _from_adjust_lr_fn(fn))
+            _upgrade_group(saved)
+            for key, value in current.items():
+                if key != "params":
+                    saved.setdefault(key, value)
+        state_dict["param_groups"] = groups
+        super().load_state_dict(state_dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps defaults, state and param_groups; the partition records, the per-kind
+        # defaults and the process group are this optimizer's too (describe(), add_param_group)
+        state = super().__getstate__()
+        state.update(
+            records=self.records,
+            _group_defaults=self._group_defaults,
+            process_group=_SharedProcessGroup(getattr(self, "process_group", None)),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pg = state.pop("process_group", None)
+        self.process_group = pg.group if isinstance(pg, _SharedProcessGroup) else pg
+        self.records = state.pop("records", None)
+        if "_group_defaults" in state:
+            self._group_defaults = state.pop("_group_defaults")
+        super().__setstate__(state)
+        for group in self.param_groups:
+            _upgrade_group(group)
 
     def _distributed(self, matrices: list[Tensor]) -> bool:
         """Whether NS work is split over ranks: DTensors (FSDP2) or a ``process_group`` (DDP)."""
@@ -356,7 +433,7 @@ class Muon(OptkitOptimizer):
         The local path (one process) does not come here: it fills an :class:`NSBatch`.
         """
         return orthogonalize_distributed(
-            matrices, group["ns_steps"], group["ns_coefficients"], eps=group["eps"],
+            matrices, group["ns_steps"], _ns_spec(group["ns_coefficients"]), eps=group["eps"],
             dtype=group["ns_dtype"], process_group=getattr(self, "process_group", None),
             cast_back=False,  # apply_update converts bf16 O as it adds it
         )  # fmt: skip
@@ -477,6 +554,70 @@ class MuonClip(Muon):
             }
 
 
+_TO_ADJUST_LR_FN = {"spectral": "original", "match_rms_adamw": "match_rms_adamw", None: "none"}
+
+
+def _from_adjust_lr_fn(fn: Any) -> str | None:
+    """torch.optim.Muon's ``adjust_lr_fn`` as ``adjust_lr`` (torch's None is the spectral r;
+    its unknown strings, reachable only through a state dict, give r = 1 there as here)."""
+    if fn is None or fn == "original":
+        return "spectral"
+    if fn == "match_rms_adamw":
+        return fn
+    if fn == "none":
+        return None
+    raise ValueError(f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {fn!r}")
+
+
+def _ns_spec(coefficients: Any) -> Any:
+    """One (a, b, c) triple (torch.optim.Muon's form) as a one-step schedule; else as given."""
+    if (
+        isinstance(coefficients, (tuple, list))
+        and len(coefficients) == 3
+        and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coefficients)
+    ):
+        return (tuple(coefficients),)
+    return coefficients
+
+
+def _upgrade_group(group: dict[str, Any]) -> None:
+    """Older optkit state dicts named Adam's ε of "adamw" groups ``eps``."""
+    if group.get("algorithm") == "adamw" and "eps" in group:
+        group.setdefault("adam_eps", group.pop("eps"))
+
+
+class _SharedProcessGroup:
+    """A process group kept by reference: deep copies share it (it is a handle to the other
+    ranks, not data); a pickle stores the default group as "WORLD" (restored as that
+    process's default group, None if it has none) and refuses others, whose handles do not
+    cross processes."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedProcessGroup:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.group is None:
+            return (_SharedProcessGroup, (None,))
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and self.group is dist.group.WORLD:
+            return (_world_group, ())
+        raise ValueError(
+            "a Muon with a process group other than the default (WORLD) cannot be pickled: "
+            "process group handles do not cross processes; pickle its state_dict() instead"
+        )
+
+
+def _world_group() -> _SharedProcessGroup:
+    import torch.distributed as dist
+
+    initialized = dist.is_available() and dist.is_initialized()
+    return _SharedProcessGroup(dist.group.WORLD if initialized else None)
+
+
 def _groups_from_records(records: list[ParamRecord]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int], list[Tensor]] = {}
     for r in records:
@@ -497,7 +638,7 @@ def _check_muon_group(group: dict[str, Any]) -> None:
     check_int("ns_steps", group["ns_steps"], 1)
     check_number("weight_decay", group["weight_decay"], 0.0)
     check_choice("adjust_lr", group["adjust_lr"], ADJUST_LR)
-    ns_schedule(group["ns_coefficients"])
+    ns_schedule(_ns_spec(group["ns_coefficients"]))
     dtype = group["ns_dtype"]
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"ns_dtype must be None or a floating torch.dtype, got {dtype!r}")
