@@ -368,3 +368,14 @@ def test_eps_names_one_thing_per_group_kind():
     opt2 = Muon(ToyMoE())
     opt2.load_state_dict(old)
     assert [g.get("adam_eps") for g in opt2.param_groups if g["algorithm"] == "adamw"] == [1e-9]
+
+
+def test_tensor_lr_is_one_tensor_per_group():
+    """The automatic partition makes several groups; a scheduler scales each group's tensor
+    lr once per step (a shared tensor would be scaled once per group)."""
+    opt = Muon(ToyMoE(), lr=torch.tensor(0.02), adamw_lr=torch.tensor(1e-3))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    opt.step()
+    sched.step()
+    lrs = [g["lr"].item() for g in opt.param_groups]
+    assert lrs == pytest.approx([0.01, 0.01, 5e-4])

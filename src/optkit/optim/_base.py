@@ -109,15 +109,13 @@ def _fused_defect(tensors: Sequence[Tensor], kernel: str, torch_version: tuple[i
         return f"torch {torch_version[0]}.{torch_version[1]} has no CPU fused kernels"
     if device == "cpu" and kernel == "sgd" and p.dtype not in _CPU_FUSED_SGD_DTYPES:
         return f"torch's CPU fused SGD kernel miscomputes {p.dtype}"
-    for t in tensors:
-        if t.is_sparse or t.device != p.device:
-            return "torch's fused kernels need dense tensors on the parameter's device"
-        # the kernels walk memory linearly: a view with gaps, or a gradient/state laid out
-        # differently from the parameter, gets wrong values (torch 2.13, CPU)
-        if not _dense(t) or (
-            t.stride() != p.stride() and not (t.is_contiguous() and p.is_contiguous())
-        ):
-            return "torch's fused kernels miscompute strided views and mixed memory layouts"
+    if all(t.is_contiguous() for t in tensors):
+        return ""
+    # the kernels walk memory linearly: a view with gaps, or a gradient/state laid out
+    # differently from the parameter, gets wrong values (torch 2.13, CPU)
+    stride = p.stride()
+    if not (_dense(p) and all(t.stride() == stride for t in tensors)):
+        return "torch's fused kernels miscompute strided views and mixed memory layouts"
     return ""
 
 

@@ -130,6 +130,10 @@ def _adam_foreach(
     device = params[0].device
     lr, beta1, beta2 = (scalar(x, plan, device) for x in (lr, beta1, beta2))
     if plan.tensor_scalars:
+        # 1 − β₂ᵗ cancels: in float32 it keeps ~4 digits at β₂ = 0.999 (torch's fused
+        # kernels use double); the scalars are 0-dim, float64 costs nothing (MPS has none)
+        wide = torch.float32 if device.type == "mps" else torch.float64
+        steps = [s.to(wide) for s in steps]
         bias1 = torch._foreach_pow(beta1, steps)  # β₁ᵗ
         torch._foreach_sub_(bias1, 1)
         torch._foreach_div_(bias1, lr)

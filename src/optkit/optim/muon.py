@@ -303,6 +303,11 @@ class Muon(OptkitOptimizer):
         finally:
             self.defaults = all_defaults
         group = self.param_groups[-1]
+        for key, value in self._group_defaults[algorithm].items():
+            if isinstance(value, Tensor) and group[key] is value:
+                # the automatic partition makes several groups: each gets its own tensor lr,
+                # or a scheduler would scale the one shared tensor once per group
+                group[key] = value.clone()
         try:
             if algorithm == "muon":
                 _check_muon_group(group)
