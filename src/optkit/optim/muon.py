@@ -524,7 +524,11 @@ class MuonClip(Muon):
             pass, before the update, as K2 describes); see
             :class:`~optkit.optim.muon_clip.QKClip`.
         attention: :class:`~optkit.optim.muon_clip.AttentionSpec` list; None finds them in the
-            module passed as ``params`` (:func:`~optkit.optim.muon_clip.find_attention`).
+            module passed as ``params`` (:func:`~optkit.optim.muon_clip.find_attention`:
+            ``nn.MultiheadAttention``, q/k projections, fused qkv, ``Conv1D``; heads read from
+            each attention module or its ``config``).
+        num_heads, num_kv_heads: head counts for ``find_attention`` where the modules do not
+            carry them (they override what the modules say).
 
     Attributes:
         max_logits: per attention layer, the ``(heads,)`` maxima the last step acted on.
@@ -566,16 +570,22 @@ class MuonClip(Muon):
         qk_clip_tau: float = 100.0,
         attention: Sequence[AttentionSpec] | None = None,
         qk_clip_measure: str = "after_step",
+        num_heads: int | None = None,
+        num_kv_heads: int | None = None,
         **kwargs: Any,
     ) -> None:
         check_number("qk_clip_tau", qk_clip_tau, 0.0, low_open=True)
         if attention is None:
             if not isinstance(params, nn.Module):
                 raise ValueError("attention must be given when params is not an nn.Module")
-            attention = find_attention(params)
+            attention = find_attention(params, num_heads=num_heads, num_kv_heads=num_kv_heads)
             if not attention:
-                raise ValueError("attention: no q/k or qkv projections found in the model; "
-                                 "pass attention=[AttentionSpec(...)]")  # fmt: skip
+                raise ValueError(
+                    "attention: no attention layer found in the model (nn.MultiheadAttention, "
+                    "q/k projections named q_proj/k_proj/query/key/..., or a fused "
+                    "qkv_proj/c_attn/Wqkv/...); pass attention=[AttentionSpec(q_proj=..., "
+                    "k_proj=..., num_heads=...)] (layout='fused_qkv' or 'mha' for fused weights)"
+                )
         super().__init__(params, *args, **kwargs)
         self.qk_clip = QKClip(attention, qk_clip_tau, measure=qk_clip_measure)
 
