@@ -141,3 +141,83 @@ def test_option_errors():
         Muon([{"params": [p], "matrix_views": [(False, (2, 3))]}])
     with pytest.raises(ValueError, match="one entry per parameter"):
         Muon([{"params": [p], "matrix_views": []}])
+
+
+def _ns_blocks_reference(model, params_blocks, grads, lr=0.05):
+    """Muon's first step (momentum 0.95, nesterov, spectral r) on each block as its own
+    matrix, float64."""
+    out = {}
+    for name, (p, blocks, transposed) in params_blocks.items():
+        st = {}
+        ref = p.detach().clone()
+        reference_step(ref, grads[name], st, lr=lr, mu=0.95, wd=0.0, normuon=False, beta2=0.95,
+                       eps=1e-8, cautious=False, blocks=list(blocks) if blocks else None,
+                       transposed=transposed)  # fmt: skip
+        out[name] = ref
+    return out
+
+
+@pytest.mark.parametrize("mode", ["split_qkv", "per_head"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_orthogonalize_blocks_from_the_attention_found(mode, fused):
+    from optkit.testing import ToyGPT
+
+    torch.manual_seed(0)
+    model = ToyGPT(layers=1, num_heads=4, num_kv_heads=2, fused_qkv=fused).to(F64)
+    opt = Muon(model, lr=0.05, orthogonalize=mode)
+    attn = model.blocks[0].attn
+    d, H, kv = 8, 4, 2
+    if fused:
+        blocks = {"qkv": (attn.qkv_proj.weight, (H * d, kv * d, kv * d) if mode == "split_qkv"
+                          else (d,) * (H + 2 * kv), False)}  # fmt: skip
+    else:
+        blocks = {} if mode == "split_qkv" else {
+            "q": (attn.q_proj.weight, (d,) * H, False), "k": (attn.k_proj.weight, (d,) * kv, False),
+            "v": (attn.v_proj.weight, (d,) * kv, False),
+        }  # fmt: skip
+    reasons = {r.name: r.reason for r in opt.records}
+    for w, _, _ in blocks.values():
+        rname = next(n for n, p in model.named_parameters() if p is w)
+        assert "orthogonalized as" in reasons[rname] and reasons[rname].startswith("hidden matrix")
+    untouched = attn.o_proj.weight
+    g = torch.Generator().manual_seed(3)
+    grads = {n: torch.randn(p.shape, dtype=F64, generator=g) for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = grads[n].clone()
+    by_name = {n: p for n, p in model.named_parameters()}
+    name_of = {id(p): n for n, p in by_name.items()}
+    expected = _ns_blocks_reference(
+        model, {name_of[id(w)]: (w, b, t) for w, b, t in blocks.values()},
+        {name_of[id(w)]: grads[name_of[id(w)]] for w, _, _ in blocks.values()},
+    )  # fmt: skip
+    o_ref = _ns_blocks_reference(model, {"o": (untouched, None, False)},
+                                 {"o": grads[name_of[id(untouched)]]})["o"]  # fmt: skip
+    opt.step()
+    for n, ref in expected.items():
+        assert (by_name[n].detach() - ref).abs().max().item() < 1e-10, n
+    assert (untouched.detach() - o_ref).abs().max().item() < 1e-10  # o_proj: whole matrix
+
+
+def test_orthogonalize_errors():
+    with pytest.raises(ValueError, match="orthogonalize must be one of"):
+        Muon(nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 4), nn.Linear(4, 2)), orthogonalize="x")
+    with pytest.raises(ValueError, match="no attention layer"):
+        Muon(nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 4), nn.Linear(4, 2)),
+             orthogonalize="per_head")  # fmt: skip
+    with pytest.raises(ValueError, match=r"needs the nn\.Module"):
+        Muon([nn.Parameter(torch.randn(4, 4))], orthogonalize="per_head")
+
+
+def test_gpt2_c_attn_is_split_on_its_output_features():
+    hf = pytest.importorskip("transformers")
+    cfg = hf.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16,
+                        bos_token_id=0, eos_token_id=0)  # fmt: skip
+    model = hf.GPT2LMHeadModel(cfg)
+    opt = Muon(model, orthogonalize="split_qkv")
+    c_attn = model.transformer.h[0].attn.c_attn.weight  # (16, 48): in × out
+    (group,) = [g for g in opt.param_groups if g["algorithm"] == "muon"]
+    view = group["matrix_views"][next(i for i, p in enumerate(group["params"]) if p is c_attn)]
+    assert view == (True, (16, 16, 16))
+    reason = next(r.reason for r in opt.records if r.param is c_attn)
+    assert reason == ("hidden matrix (Conv1D: stored in × out); orthogonalized as q | k | v "
+                      "(16+16+16 rows)")  # fmt: skip

@@ -27,6 +27,7 @@ part is bit-identical to ``optkit.AdamW`` with the same hyperparameters.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,6 +59,7 @@ __all__ = [
 
 ALGORITHMS = ("muon", "adamw")
 ADJUST_LR = ("spectral", "match_rms_adamw", None)
+ORTHOGONALIZE = ("matrix", "split_qkv", "per_head")
 
 
 def momentum_update(
@@ -257,15 +259,37 @@ class Muon(OptkitOptimizer):
         ns_dtype: Newton–Schulz compute dtype; None (default) picks per device: bfloat16 on
             CUDA and on CPUs with native bf16 matmul, else float32; float64 params stay float64.
         ns_eps: ε of the Frobenius normalization (default 1e-7).
-        head: with an ``nn.Module``, the output head module(s) or name(s); None = last Linear.
+        head: with an ``nn.Module``, the output head module(s) or name(s); False: none;
+            None: found (see :func:`~optkit.optim.partition.partition`).
         process_group: under DDP (replicated parameters), the group whose ranks share the
             Newton–Schulz work (e.g. ``torch.distributed.group.WORLD``); None = no split.
             FSDP2 parameters (DTensors) need nothing: their mesh is used. See
             :mod:`optkit.optim.distributed`.
+        example_input, input_layer, exclude: the split's example batch (one recorded forward
+            pass) and overrides; see :func:`~optkit.optim.partition.partition`. ``params``
+            may also be ``model.named_parameters()``.
+        normuon: NorMuon (default False): after Newton–Schulz, each row (output neuron) i of
+            O is divided by √v_i + ε, v_i an EMA (β₂ = ``normuon_beta2``, default 0.95) of
+            the row's mean square, and the result rescaled to ‖O‖_F
+            (:func:`normuon_update`; state ``second_momentum_buffer``, ``(rows, 1)``).
+            ``normuon_eps``: ε (default 1e-8).
+        cautious_wd: cautious weight decay (default False): decay only the entries where O
+            and θ have the same sign (where the step moves θ towards 0 anyway):
+            θ ← θ − γ·w·θ·[O ⊙ θ ≥ 0] − γ·r·O.
+        orthogonalize: ``"matrix"`` (default: each weight is one matrix), ``"split_qkv"``
+            (a fused qkv weight is orthogonalized as its q, k and v row blocks, as if they
+            were separate parameters, each with its own r(m, n)) or ``"per_head"`` (the q, k,
+            v projections — fused or not — as one block per head). The blocks come from the
+            attention layers :func:`~optkit.optim.muon_clip.find_attention` finds
+            (``num_heads``/``num_kv_heads`` where the modules do not carry them). Output
+            projections stay whole matrices.
+        num_heads, num_kv_heads: head counts for ``orthogonalize`` (and MuonClip).
 
     Raises:
         ValueError: a hyperparameter out of range (the message names it), an unknown
-            algorithm, or a "muon" tensor with fewer than 2 dimensions.
+            algorithm, a "muon" tensor with fewer than 2 dimensions, or a model none of whose
+            parameters is a hidden matrix (Muon would run as plain AdamW: use
+            :class:`optkit.AdamW`).
 
     Example:
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -288,7 +312,12 @@ class Muon(OptkitOptimizer):
         K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024,
         https://kellerjordan.github.io/posts/muon/ ;
         J. Liu et al., "Muon is Scalable for LLM Training" (Moonlight), 2025, arXiv:2502.16982;
-        N. Amsel et al., "The Polar Express", 2025, arXiv:2505.16932.
+        N. Amsel et al., "The Polar Express", 2025, arXiv:2505.16932;
+        Z. Li et al., "NorMuon: Making Muon more efficient and scalable", 2025,
+        arXiv:2510.05491 (NorMuon; as in microsoft/dion ``normuon.py``: per-row second
+        moment, Frobenius norm kept);
+        K. Liang et al., "Cautious Optimizers", 2024, arXiv:2411.16085, and modded-nanogpt's
+        optimizer (cautious decoupled weight decay, mask O ⊙ θ ≥ 0).
 
     Notes:
         - Momentum uses the EMA form B ← μB + (1 − μ)G of KJ and ``torch.optim.Muon`` instead
@@ -298,6 +327,10 @@ class Muon(OptkitOptimizer):
           ``adjust_lr=None`` give exactly it. The decay uses the unadjusted γ (as KJ, torch).
         - Defaults differ from ``torch.optim.Muon`` (lr 1e-3, weight_decay 0.1, NS always in
           bf16): ours follow KJ's (lr 0.02, no decay, r = "spectral").
+        - NorMuon normalizes each row (output neuron), as the paper and dion do; modded-nanogpt
+          and nanochat normalize along the longer side (columns of a wide matrix) and clamp
+          v ≥ 1e-10 instead of adding ε. The v buffer starts at 0 without bias correction
+          (as both). With NorMuon the update's r(m, n) still applies.
     """
     )
 
@@ -324,6 +357,9 @@ class Muon(OptkitOptimizer):
         example_input: Any = None,
         input_layer: Any = None,
         exclude: Sequence[Any] = (),
+        orthogonalize: str = "matrix",
+        num_heads: int | None = None,
+        num_kv_heads: int | None = None,
         # the update's options (NorMuon, cautious decay, block-wise NS): _update_options
         normuon: bool = False,
         normuon_beta2: float = 0.95,
@@ -355,7 +391,19 @@ class Muon(OptkitOptimizer):
                 exclude=exclude,
             )  # fmt: skip
             _check_some_muon(self.records)
+            check_choice("orthogonalize", orthogonalize, ORTHOGONALIZE)
+            if orthogonalize != "matrix":
+                if not isinstance(params, nn.Module):
+                    raise ValueError(f"orthogonalize={orthogonalize!r} needs the nn.Module (the "
+                                     "attention layers give the blocks)")  # fmt: skip
+                specs = find_attention(params, num_heads=num_heads, num_kv_heads=num_kv_heads)
+                self.records = _with_row_blocks(self.records, specs, orthogonalize)
             params = _groups_from_records(self.records)
+        elif orthogonalize != "matrix":
+            raise ValueError(
+                f"orthogonalize={orthogonalize!r} needs the nn.Module; with param groups give "
+                "{'matrix_views': [(transposed, row_blocks), ...]}"
+            )
         defaults = {**muon, **{f"adamw_{k}": v for k, v in adamw.items() if k in ("lr", "eps")}}
         defaults.update(adamw_betas=adamw["betas"], adamw_weight_decay=adamw_weight_decay)
         super().__init__(params, defaults)
@@ -586,7 +634,7 @@ class MuonClip(Muon):
                     "qkv_proj/c_attn/Wqkv/...); pass attention=[AttentionSpec(q_proj=..., "
                     "k_proj=..., num_heads=...)] (layout='fused_qkv' or 'mha' for fused weights)"
                 )
-        super().__init__(params, *args, **kwargs)
+        super().__init__(params, *args, num_heads=num_heads, num_kv_heads=num_kv_heads, **kwargs)
         self.qk_clip = QKClip(attention, qk_clip_tau, measure=qk_clip_measure)
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
@@ -650,6 +698,30 @@ def _check_some_muon(records: list[ParamRecord]) -> None:
         )
 
 
+def _with_row_blocks(
+    records: list[ParamRecord], specs: Sequence[AttentionSpec], mode: str
+) -> list[ParamRecord]:
+    """Records of the attention weights with the row blocks of ``mode`` (and a reason that
+    says so); the rest unchanged."""
+    blocks: dict[int, tuple[int, ...]] = {}
+    for spec in specs:
+        blocks.update({id(w): b for w, b in spec.row_blocks(mode).items()})
+    if not specs:  # separate q/k/v projections are already split: no blocks, no error
+        raise ValueError(f"orthogonalize={mode!r}: no attention layer found in the model "
+                         "(see optkit.optim.muon_clip.find_attention)")  # fmt: skip
+    out = []
+    for r in records:
+        b = blocks.get(id(r.param))
+        if r.algorithm != "muon" or b is None or len(b) < 2:
+            out.append(r)
+            continue
+        what = "q | k | v" if mode == "split_qkv" else f"{len(b)} heads"
+        sizes = "+".join(str(n) for n in b) if mode == "split_qkv" else f"{len(b)}×{b[0]}"
+        reason = f"{r.reason}; orthogonalized as {what} ({sizes} rows)"
+        out.append(dataclasses.replace(r, reason=reason, row_blocks=tuple(b)))
+    return out
+
+
 def _groups_from_records(records: list[ParamRecord]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, int], list[ParamRecord]] = {}
     for r in records:
@@ -660,8 +732,11 @@ def _groups_from_records(records: list[ParamRecord]) -> list[dict[str, Any]]:
         group: dict[str, Any] = {"params": [r.param for r in rs], "algorithm": algorithm}
         if algorithm == "muon":
             group["batch_dims"] = batch_dims
-            if any(r.transposed for r in rs):
-                group["matrix_views"] = [(True, ()) if r.transposed else None for r in rs]
+            if any(r.transposed or r.row_blocks for r in rs):
+                group["matrix_views"] = [
+                    (r.transposed, r.row_blocks) if r.transposed or r.row_blocks else None
+                    for r in rs
+                ]
         out.append(group)
     return out
 

@@ -194,7 +194,8 @@ class ParamRecord:
     """The decision for one parameter.
 
     ``transposed``: the weight is stored (in, out) (transformers' ``Conv1D``); its matrix for
-    Muon is the transpose.
+    Muon is the transpose. ``row_blocks``: row counts of the blocks Muon orthogonalizes as
+    separate matrices (``Muon(orthogonalize="split_qkv" | "per_head")``); () = whole.
     """
 
     name: str
@@ -203,6 +204,7 @@ class ParamRecord:
     reason: str
     batch_dims: int = 0
     transposed: bool = False
+    row_blocks: tuple[int, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
