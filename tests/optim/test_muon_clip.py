@@ -304,3 +304,12 @@ def test_muonclip_num_heads_argument_and_conv1d_rows():
         MuonClip(Bare(), head=False, input_layer=False)
     opt = MuonClip(Bare(), num_heads=4, head=False, input_layer=False)
     assert next(iter(opt.qk_clip.specs.values())).dim == 2
+
+
+def test_head_max_logits_cross_attention_keys_of_their_own_length():
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 5, 2 * 4, dtype=F64, generator=g)
+    k = torch.randn(2, 9, 2 * 4, dtype=F64, generator=g)
+    S = (q.view(2, 5, 2, 4).transpose(1, 2) @ k.view(2, 9, 2, 4).transpose(1, 2).mT) / 2.0
+    got = head_max_logits(q, k, 2, causal=True, chunk_elements=20)  # causal ignored: Tk ≠ T
+    assert torch.allclose(got.double(), S.amax(dim=(0, 2, 3)), rtol=1e-6)

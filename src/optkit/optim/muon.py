@@ -715,7 +715,7 @@ def _with_row_blocks(
         if r.algorithm != "muon" or b is None or len(b) < 2:
             out.append(r)
             continue
-        what = "q | k | v" if mode == "split_qkv" else f"{len(b)} heads"
+        what = "q | k | v" if mode == "split_qkv" else f"{len(b)} head blocks"
         sizes = "+".join(str(n) for n in b) if mode == "split_qkv" else f"{len(b)}×{b[0]}"
         reason = f"{r.reason}; orthogonalized as {what} ({sizes} rows)"
         out.append(dataclasses.replace(r, reason=reason, row_blocks=tuple(b)))
