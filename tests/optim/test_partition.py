@@ -385,3 +385,16 @@ def test_mixtral_stacked_experts(hf):
         r"lm_head\.weight": FWD_HEAD,
     })  # fmt: skip
     assert all(r.batch_dims == 1 for r in records if "experts" in r.name)
+
+
+def test_example_forward_leaves_buffers_and_random_state_alone():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 8),
+                          nn.Linear(8, 2))  # fmt: skip
+    before = [b.clone() for b in model.buffers()]
+    x = torch.randn(6, 4) * 5
+    torch.manual_seed(0)
+    partition(model, example_input=x)
+    after_rng = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_rng, torch.rand(3))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))

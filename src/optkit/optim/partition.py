@@ -442,12 +442,19 @@ class _Trace:
                 self.inputs.append(module)
 
         handles = [m.register_forward_pre_hook(pre_hook, with_kwargs=True) for m in direct]
+        # the recorded forward leaves no trace: buffers (BatchNorm statistics) and the random
+        # streams (dropout) are as before
+        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        cuda = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
         try:
-            with torch.enable_grad():
+            with torch.random.fork_rng(devices=cuda), torch.enable_grad():
                 out = model(*args, **kwargs)
         finally:
             for h in handles:
                 h.remove()
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
         owner = {id(p): m for m in direct for p in m.parameters(recurse=False)}
         roots = [t.grad_fn for t in _outputs(out) if t.grad_fn is not None]
         self.uses, head_params = _graph_uses(roots)
