@@ -54,6 +54,7 @@ MUON_VARIANTS: dict[str, dict[str, Any]] = {
     "muon_wd": {},
     "muon_cautious": {"cautious_wd": True},
     "muon_normuon": {"normuon": True},
+    "muon_input_layer": {"input_layer": False},  # the first layer by Muon too
 }
 MODELS = ("mlp", "cnn")
 
@@ -65,8 +66,8 @@ class DigitsConfig:
     Args:
         models: ``mlp`` and/or ``cnn``.
         optimizers: Names from :data:`OPTIMIZERS` or :data:`MUON_VARIANTS` (Muon with
-            decoupled weight decay, cautious weight decay or NorMuon; their lrs default to
-            muon's).
+            decoupled weight decay, cautious weight decay, NorMuon, or with its input layer
+            by Muon instead of AdamW; their lrs default to muon's).
         epochs: Passes over the training set.
         batch_size: Mini-batch size.
         evals_per_epoch: Test evaluations per epoch (curve resolution).

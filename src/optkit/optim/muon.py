@@ -284,6 +284,8 @@ class Muon(OptkitOptimizer):
             (``num_heads``/``num_kv_heads`` where the modules do not carry them). Output
             projections stay whole matrices.
         num_heads, num_kv_heads: head counts for ``orthogonalize`` (and MuonClip).
+        attention: :class:`~optkit.optim.muon_clip.AttentionSpec` list giving the blocks of
+            ``orthogonalize`` (None: found).
 
     Raises:
         ValueError: a hyperparameter out of range (the message names it), an unknown
@@ -360,6 +362,7 @@ class Muon(OptkitOptimizer):
         orthogonalize: str = "matrix",
         num_heads: int | None = None,
         num_kv_heads: int | None = None,
+        attention: Sequence[AttentionSpec] | None = None,
         # the update's options (NorMuon, cautious decay, block-wise NS): _update_options
         normuon: bool = False,
         normuon_beta2: float = 0.95,
@@ -396,7 +399,9 @@ class Muon(OptkitOptimizer):
                 if not isinstance(params, nn.Module):
                     raise ValueError(f"orthogonalize={orthogonalize!r} needs the nn.Module (the "
                                      "attention layers give the blocks)")  # fmt: skip
-                specs = find_attention(params, num_heads=num_heads, num_kv_heads=num_kv_heads)
+                specs = attention
+                if specs is None:
+                    specs = find_attention(params, num_heads=num_heads, num_kv_heads=num_kv_heads)
                 self.records = _with_row_blocks(self.records, specs, orthogonalize)
             params = _groups_from_records(self.records)
         elif orthogonalize != "matrix":
@@ -634,7 +639,10 @@ class MuonClip(Muon):
                     "qkv_proj/c_attn/Wqkv/...); pass attention=[AttentionSpec(q_proj=..., "
                     "k_proj=..., num_heads=...)] (layout='fused_qkv' or 'mha' for fused weights)"
                 )
-        super().__init__(params, *args, num_heads=num_heads, num_kv_heads=num_kv_heads, **kwargs)
+        super().__init__(
+            params, *args, num_heads=num_heads, num_kv_heads=num_kv_heads, attention=attention,
+            **kwargs,
+        )  # fmt: skip
         self.qk_clip = QKClip(attention, qk_clip_tau, measure=qk_clip_measure)
 
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
