@@ -84,6 +84,12 @@ class ToyGPT(nn.Module):
         if tied:
             self.lm_head.weight = self.tok_emb.weight
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.tok_emb
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
     def forward(self, tokens: Tensor) -> Tensor:
         pos = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.tok_emb(tokens) + self.pos_emb(pos)
@@ -103,6 +109,12 @@ class ToyCNN(nn.Module):
         self.bn2 = nn.BatchNorm2d(2 * width)
         self.fc = nn.Linear(2 * width, classes)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.conv1
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.fc
+
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
@@ -110,16 +122,28 @@ class ToyCNN(nn.Module):
 
 
 class ToyMoE(nn.Module):
-    """A router and ``experts`` stacked MLP weights ``(experts, out, in)``, top-1 routing."""
+    """An input layer, a router and ``experts`` stacked MLP weights ``(experts, out, in)``,
+    top-1 routing, a classifier: ``(B, features) -> (B, classes)``."""
 
-    def __init__(self, d: int = 8, hidden: int = 16, experts: int = 4, classes: int = 3) -> None:
+    def __init__(
+        self, d: int = 8, hidden: int = 16, experts: int = 4, classes: int = 3, features: int = 8
+    ) -> None:
         super().__init__()
+        self.num_experts = experts  # says that w_in, w_out are stacked per expert
+        self.embed = nn.Linear(features, d)
         self.router = nn.Linear(d, experts, bias=False)
         self.w_in = nn.Parameter(torch.randn(experts, hidden, d) / d**0.5)
         self.w_out = nn.Parameter(torch.randn(experts, d, hidden) / hidden**0.5)
         self.head = nn.Linear(d, classes)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
+
     def forward(self, x: Tensor) -> Tensor:
+        x = self.embed(x)
         gate = self.router(x).softmax(-1)
         expert = gate.argmax(-1)
         h = F.relu(torch.einsum("bd,bhd->bh", x, self.w_in[expert]))

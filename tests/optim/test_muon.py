@@ -117,7 +117,7 @@ def test_groups_and_describe():
         ("muon", 0), ("muon", 1), ("adamw", None)
     ]  # fmt: skip
     assert opt.param_groups[2]["lr"] == 3e-4 and "momentum" not in opt.param_groups[2]
-    assert "stacked matrices" in opt.describe()
+    assert "stacked expert matrices (4 experts)" in opt.describe()
     opt2 = Muon([torch.zeros(3, 3, requires_grad=True)])
     opt2.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "algorithm": "adamw"})
     assert "param_groups[1][0]  (3,)    adamw" in opt2.describe()

@@ -9,6 +9,7 @@ table); the task modules do not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -42,6 +43,15 @@ def _config(task: str, quick: bool, seeds: int | None):
     return cls.quick(**kwargs) if quick else cls.full(**kwargs)
 
 
+def check_optimizers(task: str, optimizers: Sequence[str]) -> tuple[str, ...]:
+    """``optimizers`` as a tuple, if ``task`` has an optimizer choice and knows them all."""
+    mod = _module(task)
+    known = (*getattr(mod, "OPTIMIZERS", ()), *getattr(mod, "MUON_VARIANTS", ()))
+    if not known or any(o not in known for o in optimizers):
+        raise ValueError(f"optimizers: {task} knows {list(known)}, got {list(optimizers)}")
+    return tuple(optimizers)
+
+
 def run_task(
     task: str,
     *,
@@ -51,14 +61,18 @@ def run_task(
     config: Any = None,
     progress: Any = None,
     cached_only: bool = False,
+    optimizers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run one task (its ``quick()`` or ``full()`` config unless ``config`` is given).
 
     ``cached_only`` (grokking): assemble the runs saved in ``out/runs`` without training.
+    ``optimizers`` (grokking, digits): run these instead of the config's.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     cfg = config if config is not None else _config(task, quick, seeds)
+    if optimizers is not None:
+        cfg = dataclasses.replace(cfg, optimizers=check_optimizers(task, optimizers))
     if cached_only:
         if task != "grokking":
             raise ValueError("cached_only is only available for grokking")
@@ -150,12 +164,14 @@ def _command(args: argparse.Namespace) -> int:
             out=out,
             progress=progress,
             cached_only=args.cached_only,
+            optimizers=args.optimizers.split(",") if args.optimizers else None,
         )
     console.print(results_table(results))
     argv = ["optkit bench", args.task, *(["--quick"] if args.quick else [])]
     argv += [f"--seeds {args.seeds}"] if args.seeds is not None else []
     argv += [f"--out {args.out}"] if args.out else []
     argv += ["--cached-only"] if args.cached_only else []
+    argv += [f"--optimizers {args.optimizers}"] if args.optimizers else []
     (out / "summary.md").write_text(markdown_summary(results, " ".join(argv)))
     m = results["machine"]
     console.print(
@@ -181,6 +197,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--cached-only",
         action="store_true",
         help="grokking: assemble the runs saved under OUT/runs without training more",
+    )
+    p.add_argument(
+        "--optimizers",
+        default=None,
+        help="grokking, digits: comma-separated optimizers to run, e.g. adamw,muon,muon_normuon",
     )
     p.set_defaults(func=_command, command="bench")
     return p
