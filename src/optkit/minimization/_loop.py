@@ -205,7 +205,8 @@ def descent_loop(
             res.status, res.nit = step.failure, k - 1
             return res
         x_new, f_new, g_new = step.x, step.f, step.g
-        if not math.isfinite(ops.inf_norm(g_new)):
+        g_max = ops.inf_norm(g_new)  # NaN or Inf when g holds one
+        if not math.isfinite(g_max):
             res.nit, res.status, res.detail = k - 1, Status.NONFINITE, "in the gradient"
             return res
         s = x_new - x
@@ -218,10 +219,10 @@ def descent_loop(
         if report is not None and report(x, f, g, k):
             res.status = Status.CALLBACK
             return res
+        gnorm = g_max if norm == math.inf else ops.norm(g, norm)
         if not step.accepted:  # best point of a failed search: keep it, then stop
             res.status = Status.LINE_SEARCH
             return res
-        gnorm = ops.norm(g, norm)
         if gnorm <= gtol:
             res.detail = f"{g_label} = {gnorm:.3g} <= gtol = {gtol:.3g}"
             return res
@@ -252,14 +253,11 @@ def _step(objective, ops, search, kw, x, f, g, d, direction, k, f_prev) -> Step:
     else:
         t0 = direction.trial_step(k, f_prev, f, dg, ops.norm(g) if k == 1 else math.nan)
         guard = direction.guard_rise
-    last: dict = {}
+    trials: dict = {}  # t -> x + t·d: the accepted point is handed back without a copy
 
     def phi(t: float) -> tuple[float, float]:
-        xt = ops.add(x, t, d)
+        xt = trials[t] = ops.add(x, t, d)
         ft, gt = objective.value_and_grad(xt)
-        last[t] = xt
-        if len(last) > 2:
-            last.pop(next(iter(last)))
         return ft, ops.dot(gt, d)
 
     f_noise = 4.0 * ops.eps * abs(f)  # a few ulps: see strong_wolfe
@@ -270,7 +268,7 @@ def _step(objective, ops, search, kw, x, f, g, d, direction, k, f_prev) -> Step:
     if not out.success and not (out.t > 0 and out.f < f):
         failure = Status.NONFINITE if out.nonfinite else Status.LINE_SEARCH
         return Step(None, math.nan, None, False, failure)
-    x_new = last.get(out.t)
+    x_new = trials.get(out.t)
     if x_new is None:
         x_new = ops.add(x, out.t, d)
     f_new, g_new = objective.value_and_grad(x_new)

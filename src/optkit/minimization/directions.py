@@ -313,6 +313,15 @@ def _level1(v):
     return None
 
 
+def _torch_dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b)
+
+
+def _torch_axpy(x: torch.Tensor, y: torch.Tensor, n: int, a: float) -> torch.Tensor:
+    """``y ← a·x + y`` in place, BLAS's argument order."""
+    return y.add_(x, alpha=a)
+
+
 def two_loop(g, pairs, gamma, level1=None):
     """``H·g`` for the L-BFGS matrix H built from ``pairs`` [(s, y, ρ), oldest first] on
     ``H₀ = γI``: the two-loop recursion (N&W Algorithm 7.4), O(m·n).
@@ -344,34 +353,21 @@ def two_loop(g, pairs, gamma, level1=None):
         >>> two_loop(torch.tensor([4.0, 1.0]), [(s, y, 0.5)], 1.0)  # H = diag(1/2, 1)
         tensor([2., 1.])
     """
+    n = g.shape[0]
     if level1 is None:
-
-        def dot(a, b):
-            return float(a @ b)
-
-        def axpy(a, x, y):
-            return y.add_(x, alpha=a)
-
+        dot, axpy = _torch_dot, _torch_axpy
         q = g.clone()
     else:
-        bdot, baxpy = level1
-        n = g.size
-
-        def dot(a, b):
-            return bdot(a, b)
-
-        def axpy(a, x, y):
-            return baxpy(x, y, n, a)
-
+        dot, axpy = level1  # called directly: a Python wrapper would cost as much as the call
         q = np.array(g)  # a contiguous copy
     alphas = []
     for s, y, rho in reversed(pairs):
         a = rho * dot(s, q)
-        q = axpy(-a, y, q)
+        q = axpy(y, q, n, -a)
         alphas.append(a)
     q *= gamma
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        q = axpy(a - rho * dot(y, q), s, q)
+        q = axpy(s, q, n, a - rho * dot(y, q))
     return q
 
 
@@ -414,6 +410,7 @@ class LBFGS:
         self.pairs: deque = deque(maxlen=history)
         self._views: deque = deque(maxlen=history)  # NumPy views of the pairs (CPU BLAS)
         self._level1 = None
+        self._eps: float | None = None
         self.gamma: float | None = None
         self.skipped = 0
 
@@ -446,8 +443,10 @@ class LBFGS:
         else:
             sy, yy = float(s @ y), float(y @ y)
             norms = float(torch.linalg.vector_norm(s)) * float(torch.linalg.vector_norm(y))
-        finfo = np.finfo if isinstance(s, np.ndarray) else torch.finfo
-        if not (math.isfinite(sy) and sy > 0.0 and sy > finfo(s.dtype).eps * norms):
+        if self._eps is None:
+            finfo = np.finfo if isinstance(s, np.ndarray) else torch.finfo
+            self._eps = float(finfo(s.dtype).eps)
+        if not (math.isfinite(sy) and sy > 0.0 and sy > self._eps * norms):
             self.skipped += 1  # as _curvature_ok
             return
         if self.h0 == "last" or self.gamma is None:

@@ -29,7 +29,7 @@ __all__ = ["LineSearchResult", "armijo", "strong_wolfe"]
 Phi = Callable[[float], tuple[float, float]]
 
 
-@dataclass
+@dataclass(slots=True)
 class LineSearchResult:
     """Outcome of a line search.
 

@@ -387,6 +387,13 @@ class CallableObjective(Objective):
         self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
         self.bounds: tuple[np.ndarray, np.ndarray] | None = None
 
+    def _is_cached(self, x) -> bool:
+        if not self.numpy_flat:
+            return super()._is_cached(x)
+        # the loop hands back the very array it evaluated; comparing values would cost as much
+        # as the rest of the bookkeeping of an evaluation
+        return self._x is x
+
     def _to_flat(self, value: Any, what: str, size: int):
         if self.numpy_flat:
             if isinstance(value, torch.Tensor):
