@@ -113,8 +113,8 @@ def run_optkit(objective, shape, method, bar):
     reached = []
     t0 = time.perf_counter()
 
-    def cb(r):
-        if not reached and r.fun <= bar:
+    def cb(intermediate_result):
+        if not reached and intermediate_result.fun <= bar:
             reached.append(time.perf_counter() - t0)
 
     fun, jac, hessp = objective()

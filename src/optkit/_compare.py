@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .minimization import METHODS, OptimizeResult, minimize
+from .minimization.api import OPTION_ALIASES
 
 __all__ = [
     "CURVATURE_STEP",
@@ -140,7 +141,7 @@ def parse_set(items: Iterable[str], methods: Iterable[str]) -> dict[str, dict[st
                 f"(--methods {','.join(methods)})"
             )
         known = METHODS[method].options
-        if option not in known:
+        if option not in known and OPTION_ALIASES.get(option) not in known:
             raise ValueError(
                 f"bad --set {item!r}: {method} has no option {option!r}; "
                 f"its options: {', '.join(known)}"
@@ -234,7 +235,8 @@ def run_method(
     stamps: dict[int, float] = {}
     start = time.perf_counter()
 
-    def callback(interim: OptimizeResult) -> bool:
+    def callback(intermediate_result: OptimizeResult) -> bool:
+        interim = intermediate_result
         stamps[interim.nit] = time.perf_counter() - start
         if on_iteration is not None:
             on_iteration(interim.nit)

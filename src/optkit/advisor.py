@@ -458,9 +458,26 @@ def _iterations(a: Advice, history: int) -> dict[str, tuple[float, float]]:
     return its
 
 
+def _out_of_time(start: float, share: float, gnorms: list[float]) -> Callable[..., bool]:
+    """A :func:`optkit.minimize` callback that records ‖g‖∞ and stops after ``share`` seconds."""
+
+    def callback(intermediate_result) -> bool:
+        g = torch.as_tensor(intermediate_result.jac).reshape(-1)
+        gnorms.append(float(torch.linalg.vector_norm(g, math.inf)))
+        return time.perf_counter() - start > share
+
+    return callback
+
+
 def _trial_runs(fun, x, a: Advice, budget: float) -> None:
     """Run each second-order candidate for at most its share of ``budget`` seconds; a run that
-    converges gives the measured time to solution (best of two when it is fast)."""
+    converges gives the measured time to solution (best of two when it is fast).
+
+    Each method first runs one untimed iteration: the first call of a method in a process pays
+    one-time costs (lazy imports, torch's first batched double backward, LAPACK set-up) that
+    can exceed a whole solve of a small problem, so without it the advice would depend on what
+    the process had run before.
+    """
     from .minimization import minimize
 
     candidates = [m for m in ("newton", "newton-cg", "bfgs", "lbfgs") if m in a.estimates]
@@ -469,17 +486,13 @@ def _trial_runs(fun, x, a: Advice, budget: float) -> None:
         return
     share = budget / len(candidates)
     for m in candidates:
+        minimize(fun, x, method=m, options={"maxiter": 1})  # warm-up, not timed
         best, res, gnorms = math.inf, None, []
         for _ in range(2):
             start = time.perf_counter()
             gnorms = []
 
-            def out_of_time(interim, start=start, gnorms=gnorms):
-                g = torch.as_tensor(interim.jac).reshape(-1)
-                gnorms.append(float(torch.linalg.vector_norm(g, math.inf)))
-                return time.perf_counter() - start > share
-
-            res = minimize(fun, x, method=m, callback=out_of_time)
+            res = minimize(fun, x, method=m, callback=_out_of_time(start, share, gnorms))
             elapsed = time.perf_counter() - start
             if not res.success:
                 best = elapsed

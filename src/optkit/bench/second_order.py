@@ -150,8 +150,8 @@ def fit(
 
     if method in ("newton-cg", "lbfgs"):
 
-        def callback(res) -> bool:
-            return record(float(res.fun))
+        def callback(intermediate_result) -> bool:
+            return record(float(intermediate_result.fun))
 
         options = {"max_iter": 10**6, "gtol": 1e-10}
         _minimize_module()(model, loss_fn, method=method, options=options, callback=callback)
