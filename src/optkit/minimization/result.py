@@ -76,6 +76,8 @@ class OptimizeResult:
         message: The status message, with a detail when there is one.
         trajectory: A :class:`Trajectory` when ``record=True``, else ``None``.
         method: The method name.
+        hess_inv: L-BFGS-B's inverse-Hessian operator
+            (:class:`~optkit.minimization.lbfgsb.LbfgsInvHessProduct`), else None.
     """
 
     x: Any
@@ -90,6 +92,7 @@ class OptimizeResult:
     message: str
     trajectory: Trajectory | None = None
     method: str = ""
+    hess_inv: Any = None
 
     def __repr__(self) -> str:
         return (
