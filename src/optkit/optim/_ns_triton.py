@@ -48,8 +48,13 @@ def available(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+# triton reads TRITON_INTERPRET when it is imported; so does this module (a constant for
+# compiled code)
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    return _INTERPRET
 
 
 if triton is not None:
