@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint format clean
+.PHONY: install demo test test-all bench gpu-check lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,24 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py
+
+# One GPU machine, nothing to download: its python3 has torch (with triton), numpy, scipy,
+# pytest and hypothesis; optkit comes from this checkout. (1) the device tests on CUDA, (2) the
+# GPU benchmark (docs/benchmarks/gpu.md); JSON, table and test report in $(GPU_OUT).
+# DION=path/to/a/microsoft-dion/checkout (e.g. in the git-ignored third_party/) adds its Muon.
+GPU_PYTHON ?= python3
+GPU_OUT    ?= gpu-check-output
+DION       ?=
+GPU_TESTS  := tests/optim/test_device.py tests/optim/test_compile.py tests/optim/test_ns_triton.py \
+              tests/minimize/test_device.py
+gpu-check:
+	@mkdir -p $(GPU_OUT)
+	PYTHONPATH=src $(GPU_PYTHON) -m pytest -p no:cacheprovider -o addopts= -q -rfEs -k cuda \
+		--junitxml=$(GPU_OUT)/device-tests.xml $(GPU_TESTS); tests=$$?; \
+	PYTHONPATH=src PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_step.py --out $(GPU_OUT) \
+		--time-limit 300 $(if $(DION),--dion $(DION)); bench=$$?; \
+	echo "gpu-check: device tests exit $$tests, gpu_step.py exit $$bench"; \
+	test $$tests -eq 0 && test $$bench -eq 0
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

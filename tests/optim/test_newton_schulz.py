@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import optkit.optim.newton_schulz as orthogonalize_module
+import optkit.optim._ns_cpu as ns_cpu
+import optkit.optim._ns_cuda as ns_cuda
+from optkit.optim._ns_cpu import _Sym
 from optkit.optim.newton_schulz import (
     POLAR_EXPRESS,
     QUINTIC,
     _iterate,
-    _Sym,
     default_ns_dtype,
     newton_schulz,
     ns_flops,
@@ -126,7 +127,7 @@ def test_gram_form_equals_plain_form_in_float64(m, extra, tall, steps, schedule,
     sched = ns_schedule(schedule)
     with pytest.MonkeyPatch.context() as patch:
         if blocks:
-            patch.setattr(orthogonalize_module, "SYMMETRIC_MIN", 2)
+            patch.setattr(ns_cpu, "SYMMETRIC_MIN", 2)
         plain = _iterate(X, sched, steps, 1e-7, gram=False)
         gram = _iterate(X, sched, steps, 1e-7, gram=True)
     ref = torch.stack([reference_ns(M, sched.coefficients, steps, norm_scale=sched.norm_scale)
@@ -158,16 +159,16 @@ def rounding_error(X: torch.Tensor, **kw) -> float:
 def test_symmetric_blocks_are_used_on_cpu_from_512_and_keep_bf16_accuracy():
     """Orthogonality as with full products; rounding error at most 1.2× theirs (the Gram
     groups' block sums round once more in bf16: measured 1.13×; plain steps: 1.0×)."""
-    assert orthogonalize_module._uses_blocks(512, torch.device("cpu"))
-    assert not orthogonalize_module._uses_blocks(384, torch.device("cpu"))
-    assert not orthogonalize_module._uses_blocks(4096, torch.device("cuda"))
+    assert ns_cpu.uses_blocks(512) and not ns_cpu.uses_blocks(384)
+    assert all(ns_cuda.kernels(m, torch.device("cuda")) is not ns_cpu.BlockKernels
+               for m in (512, 4096))  # fmt: skip
     g = torch.Generator().manual_seed(0)
     for shape, limit in [((2, 512, 1024), 1.2), ((2, 512, 512), 1.05)]:  # Gram form; plain
         X = torch.randn(*shape, generator=g)
         G = spectrum_matrix(*shape[1:], 0)
         blocks = rounding_error(X), polar_error(newton_schulz(G, 5, dtype=torch.bfloat16), G)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(orthogonalize_module, "SYMMETRIC_MIN", 10**9)
+            patch.setattr(ns_cpu, "SYMMETRIC_MIN", 10**9)
             full = rounding_error(X), polar_error(newton_schulz(G, 5, dtype=torch.bfloat16), G)
         assert blocks[0] <= full[0] * limit, (shape, blocks, full)
         assert blocks[1] <= full[1] * 1.03 + 0.005, (shape, blocks, full)

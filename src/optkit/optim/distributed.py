@@ -11,9 +11,10 @@ the wire (see "Wire dtype" below).
 
 **Replicated parameters (DDP; pass** ``process_group=``\ **).** Every rank holds the same U_i (DDP
 all-reduced the gradients). Matrices get an owner by greedy longest-processing-time on their cost
-c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix (plain or Gram form, in symmetric blocks or
-not: :func:`~optkit.optim.newton_schulz.ns_flops`): sorted by decreasing cost, each goes to the
-least-loaded rank — deterministic, the same on every rank, no communication. Each rank
+c_i = the Newton–Schulz FLOPs of an R_i × C_i matrix on the device at hand (plain or Gram form,
+symmetric products as that device computes them: :func:`~optkit.optim.newton_schulz.ns_flops`
+asks the same per-device backend that runs the iteration): sorted by decreasing cost, each goes
+to the least-loaded rank — deterministic, the same on every rank, no communication. Each rank
 orthogonalizes its own matrices (same shapes still batched into one ``bmm`` chain) and writes them
 into one flat buffer; one all-gather (``all_gather_single``, formerly ``all_gather_into_tensor``)
 gives every rank every O_i, bit-identical everywhere::
@@ -128,15 +129,16 @@ def is_dtensor(t: Any) -> bool:
     return DTensor is not None and isinstance(t, DTensor)
 
 
-def matrix_cost(shape: Sequence[int]) -> float:
-    """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` (5 steps, as
-    :func:`~optkit.optim.newton_schulz.ns_flops` counts them; only ratios matter).
+def matrix_cost(shape: Sequence[int], device: torch.device | str = "cpu") -> float:
+    """Newton–Schulz FLOPs of a matrix or stack ``(..., R, C)`` on ``device`` (5 steps, as
+    :func:`~optkit.optim.newton_schulz.ns_flops` counts them for that device's form and
+    symmetric products; only ratios matter).
 
     Example:
         >>> matrix_cost((4, 8)), matrix_cost((3, 8, 4))
         (2816.0, 8448.0)
     """
-    return float(math.prod(shape[:-2])) * ns_flops(shape[-2], shape[-1])
+    return float(math.prod(shape[:-2])) * ns_flops(shape[-2], shape[-1], device=device)
 
 
 def assign_owners(costs: Sequence[float], world: int) -> list[int]:
@@ -325,7 +327,7 @@ def _orthogonalize_replicated(
     """Owners by cost, local NS, one all-gather per wire dtype (module docstring); results in
     the wire dtype unless ``cast_back``."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    owners = assign_owners([matrix_cost(m.shape) for m in mats], world)
+    owners = assign_owners([matrix_cost(m.shape, m.device) for m in mats], world)
     mine = [i for i, o in enumerate(owners) if o == rank]
     results = dict(zip(mine, orthogonalize_many([mats[i] for i in mine], **ns, cast_back=False)))
     out: list[Tensor | None] = [None] * len(mats)
@@ -371,7 +373,7 @@ def _orthogonalize_row_sharded(mats: list[Tensor], ns: dict[str, Any], group: An
                 f"matrix {i} of shape {tuple(m.shape)}: this rank holds {loc.shape[0]} rows, "
                 f"torch.chunk layout says {layouts[i][rank][1]}; only that layout is supported"
             )
-    owners = assign_owners([matrix_cost(m.shape) for m in mats], world)
+    owners = assign_owners([matrix_cost(m.shape, m.device) for m in mats], world)
     buckets = _buckets(locals_, ns["dtype"])
     full: dict[int, Tensor] = {}
     # 1. every shard to its owner; the owner assembles its matrices.

@@ -18,12 +18,18 @@ A = XXᵀ is the smaller m×m one), (a, b, c) one step's coefficients, k steps.
         X = a·X + B X                  = p(X)
     O = X   (transposed back if the input was tall)
 
-For an elongated X (n > 1.5m) the same polynomial steps run in *Gram form*, three steps per
-group on m×m matrices only (:func:`_gram_group`): 26% fewer FLOPs for 1536×512, 33% for 2048×512
-matrices, the same result in exact arithmetic. Every m×m matrix of the iteration is symmetric;
-on CPU, from m = 512 on, only three of their four h×h blocks are computed (:class:`_Sym`: 3/4
-of the FLOPs of the Gram matrices and the m×m products; 46% fewer FLOPs in all than KJ's form
-for 2048×512).
+The same polynomial steps can run in *Gram form*, several steps per group on m×m matrices
+only (:func:`_gram_group`; Gram Newton–Schulz with restarts, Zhang, Amsel, Chen & Dao 2026):
+26% fewer FLOPs for 1536×512, 33% for 2048×512 matrices, the same result in exact arithmetic.
+Every m×m matrix of the iteration is symmetric, which the devices exploit differently.
+
+**One switch per device** (:func:`_backend`): CPU tensors go to :mod:`optkit.optim._ns_cpu`
+(Gram groups of 3 steps for n > 1.5m, symmetric 2×2 blocks from m = 512 on, buffers reused,
+bf16 only where the CPU has it natively); every other device to :mod:`optkit.optim._ns_cuda`
+(bf16, the Gram form with restarts every 3 steps wherever it needs fewer FLOPs, one compiled
+graph per stack on CUDA, the Triton kernel :mod:`optkit.optim._ns_triton` for symmetric
+products when triton is installed). :func:`ns_flops` asks the same backend what a matrix costs,
+and so does the distributed owner assignment (:func:`optkit.optim.distributed.matrix_cost`).
 
 Coefficient schedules:
 
@@ -40,26 +46,24 @@ optimizer (and a distributed variant that shards the list) only calls
 :func:`orthogonalize_many`.
 
 Compute dtype (``dtype=None``): float64 inputs stay float64; otherwise bfloat16 on CUDA and on
-CPUs with native bf16 matmul (AVX512-BF16 or AMX-BF16 in ``/proc/cpuinfo``), float32 elsewhere.
-On the 2-core AVX512-BF16 machine this was written on, a bf16 ``bmm`` ran at ~400 GFLOP/s
-against ~180 in float32, with the same orthogonality as a float32 quintic (the quintic's own
-[0.7, 1.2] band dominates bf16 rounding); without native bf16 a CPU emulates it and is several
-times *slower* than float32, hence the runtime check. Pass ``dtype`` to override.
+CPUs with native bf16 matmul (:func:`cpu_has_native_bf16`), float32 elsewhere; without native
+bf16 a CPU emulates it and is several times *slower* than float32. Pass ``dtype`` to override.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_number
+from . import _ns_cpu, _ns_cuda
+from ._ns_cpu import cpu_has_native_bf16
 
 __all__ = [
     "POLAR_EXPRESS",
@@ -156,21 +160,11 @@ def ns_schedule(spec: Any, name: str = "ns_coefficients") -> NSSchedule:
     return NSSchedule(coeffs)  # type: ignore[arg-type]
 
 
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux only).
-
-    Read once from ``/proc/cpuinfo``; False where that file does not exist.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+def _backend(device: torch.device | str) -> Any:
+    """The one switch per device: :mod:`._ns_cpu` for CPU tensors, :mod:`._ns_cuda` for CUDA
+    and every other device. Each backend module has the same functions: ``compute_dtype``,
+    ``groups``, ``kernels``, ``product_cost``, ``iterate`` and ``REUSE_BUFFERS``."""
+    return _ns_cpu if torch.device(device).type == "cpu" else _ns_cuda
 
 
 def default_ns_dtype(device: torch.device | str, dtype: torch.dtype) -> torch.dtype:
@@ -185,10 +179,8 @@ def default_ns_dtype(device: torch.device | str, dtype: torch.dtype) -> torch.dt
     """
     if dtype == torch.float64:
         return dtype
-    kind = torch.device(device).type
-    if kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
+    device = torch.device(device)
+    return _backend(device).compute_dtype(device)
 
 
 def newton_schulz(
@@ -228,17 +220,9 @@ def newton_schulz(
     return _iterate(Y, schedule, steps, eps).reshape(X.shape).to(X.dtype)
 
 
-# The Gram form pays off when the long side is more than this many times the short one.
-GRAM_ASPECT = 1.5
-# Steps per Gram group: longer groups save more products, but Q's eigenvalues spread like the
-# product of the steps' slopes at 0 (a^g; a = 3.4 for the quintic) and bf16 loses the small
-# ones. With 3, bf16 polar errors measured equal to the plain form's (tests/optim).
-GRAM_GROUP = 3
-
-
-def _uses_gram(rows: int, cols: int) -> bool:
-    m, n = sorted((rows, cols))
-    return n > GRAM_ASPECT * m
+# Re-exported from the CPU module, where the policy lives (a public name of this module).
+GRAM_ASPECT = _ns_cpu.GRAM_ASPECT
+GRAM_GROUP = _ns_cpu.GRAM_GROUP
 
 
 def ns_flops(
@@ -247,17 +231,22 @@ def ns_flops(
     steps: int = 5,
     gram: bool | None = None,
     blocks: bool | None = None,
+    *,
+    device: torch.device | str = "cpu",
 ) -> int:
-    """Multiply-add FLOPs of ``steps`` Newton–Schulz steps on one rows×cols matrix.
+    """Multiply-add FLOPs of ``steps`` Newton–Schulz steps on one rows×cols matrix on ``device``.
 
     With m ≤ n the sides, a group of g steps (g = 1: a plain step) costs
-    k·2m²n (Gram matrix) + k·(8g − 6)·m³ (m×m products) + 2m²n (X ← Q·X), where k = 3/4 when
-    the m×m work runs in symmetric blocks (:class:`_Sym`), else 1 — except a plain step's
-    single m×m product, which is always full.
+    k·2m²n (Gram matrix) + k·(8g − 6)·m³ (m×m products) + 2m²n (X ← Q·X), where k is the
+    device's cost of a symmetric product relative to a full one: on CPU 3/4 when the m×m work
+    runs in symmetric blocks (m ≥ ``SYMMETRIC_MIN``), else 1 — except a plain step's single
+    m×m product, which the CPU computes in full; on CUDA about 1/2 with the Triton triangle
+    kernel (:mod:`._ns_cuda`), else 1.
 
-    ``gram``: False, the plain form (groups of 1 step); True, the Gram form in groups of
-    ``GRAM_GROUP`` (see :func:`_gram_group`); None, what :func:`newton_schulz` picks for the
-    shape. ``blocks``: None, what it picks on CPU (m ≥ ``SYMMETRIC_MIN``).
+    ``gram``: False, the plain form (groups of 1 step); True, the Gram form in the device's
+    groups (CPU: ``GRAM_GROUP`` steps; CUDA: ``_ns_cuda.restart_groups``); None, what
+    :func:`newton_schulz` picks for the shape on that device. ``blocks`` (CPU): None, what it
+    picks; True/False force k = 3/4 or 1 (for CUDA, True means k = 1/2).
     ``gram=False, blocks=False`` is Keller Jordan's form, steps·(4m²n + 2m³).
 
     Example:
@@ -266,13 +255,19 @@ def ns_flops(
         >>> ns_flops(512, 2048, blocks=False), ns_flops(512, 2048)  # Gram form; and in blocks
         (8053063680, 6576668672)
     """
+    device = torch.device(device)
+    backend = _backend(device)
     m, n = sorted((rows, cols))
-    size = GRAM_GROUP if (_uses_gram(rows, cols) if gram is None else gram) else 1
-    k = 0.75 if (_uses_blocks(m, torch.device("cpu")) if blocks is None else blocks) else 1.0
-    groups = [min(size, steps - s) for s in range(0, steps, size)]
-    # a plain step (g = 1) computes its one m×m product B = b·A + c·A² in full (see _iterate)
+    groups = backend.groups(m, n, steps, gram, device)
+    cpu = device.type == "cpu"
+    if blocks is None:
+        k = backend.product_cost(m, device)
+    else:
+        k = (0.75 if cpu else 0.5) if blocks else 1.0
+    # the CPU computes a plain step's one m×m product B = b·A + c·A² in full (see _run)
+    plain_k = 1.0 if cpu else k
     return round(
-        sum(k * 2 * m * m * n + (k if g > 1 else 1) * (8 * g - 6) * m**3 + 2 * m * m * n
+        sum(k * 2 * m * m * n + (k if g > 1 else plain_k) * (8 * g - 6) * m**3 + 2 * m * m * n
             for g in groups)
     )  # fmt: skip
 
@@ -285,8 +280,33 @@ def _iterate(
     gram: bool | None = None,
     consume: bool = False,
 ) -> Tensor:
-    r"""The iteration on a batch ``(B, r, c)`` stored either way round; X is not modified
-    unless ``consume`` (then its memory takes a later result: one m×n allocation fewer).
+    """The iteration on a batch ``(B, r, c)`` stored either way round, on the backend of X's
+    device (:func:`_backend`); see :func:`_run`. ``gram``: None, the backend's choice for the
+    shape; True/False, the Gram form in the backend's groups or the plain form."""
+    device = X.device
+    backend = _backend(device)
+    m, n = sorted(X.shape[-2:])
+    groups = backend.groups(m, n, steps, gram, device)
+    kernels = backend.kernels(m, device)
+    coefficients = tuple(schedule.steps(steps))
+    reuse = backend.REUSE_BUFFERS
+    return backend.iterate(
+        _run, X, coefficients, groups, schedule.norm_scale, eps, kernels, reuse, consume and reuse
+    )
+
+
+def _run(
+    X: Tensor,
+    coefficients: tuple[tuple[float, float, float], ...],
+    groups: tuple[int, ...],
+    norm_scale: float,
+    eps: float,
+    kernels: Any,
+    reuse: bool,
+    consume: bool,
+) -> Tensor:
+    r"""The Newton–Schulz iteration in ``groups`` of steps, one polynomial per step; X is not
+    modified unless ``consume`` (then its memory takes a later result: one m×n allocation fewer).
 
     With m = min(r, c) ≤ n = max(r, c), the m×m Gram matrix is A = XXᵀ for a wide X and XᵀX
     for a tall one, and a step X ← h(A)·X becomes X ← X·h(A) for a tall X (h(A) is symmetric),
@@ -296,55 +316,47 @@ def _iterate(
     Normalization costs no pass over X: ‖X‖²_F = trace(A₀), so the first Gram matrix is scaled
     by f² and the first step's result by f (Q by f in Gram form), f = 1 / (s·‖X‖_F + ε).
 
-    A plain step is KJ's B = bA + cA², X ← a·X + B·X, with a·X added inside the product's
-    float32 accumulation (``baddbmm``); forming h = aI + B in bf16 first rounds its large
-    diagonal and doubled the bf16 rounding error (0.020 against torch.optim.Muon's 0.011
-    relative to float64 on 512×512). ``gram=None`` groups the steps into Gram form
-    (:func:`_gram_group`, which needs the h's: its rounding error is ~0.025) when
-    n > ``GRAM_ASPECT``·m, where it needs fewer FLOPs. On CPU from m = ``SYMMETRIC_MIN`` on,
-    the Gram matrices and all m×m products are symmetric blocks (:class:`_Sym`); B and Q are
-    assembled into one matrix for the product with X.
+    A plain step (group of 1) is KJ's B = bA + cA², X ← a·X + B·X, with a·X added inside the
+    product's float32 accumulation (``baddbmm``); forming h = aI + B in bf16 first rounds its
+    large diagonal and doubled the bf16 rounding error (0.020 against torch.optim.Muon's 0.011
+    relative to float64 on 512×512). A longer group runs in Gram form (:func:`_gram_group`).
+    ``kernels`` computes the symmetric m×m matrices (the backend's: blocks on CPU, full
+    products, or one triangle with Triton on CUDA); ``reuse``: results go into buffers already
+    held (``out=``; the CPU's choice), else into fresh tensors (compiled graphs).
     """
-    m, n = sorted(X.shape[-2:])
     tall = X.size(-2) > X.size(-1)
-    coefficients = schedule.steps(steps)
-    if gram is None:
-        gram = _uses_gram(m, n)
-    size = GRAM_GROUP if gram else 1
-    blocks = _uses_blocks(m, X.device)
     f = None  # the normalization factor, applied in the first group
     spare = None  # a buffer shaped like X whose contents are no longer needed
-    for start in range(0, len(coefficients), size):
-        if blocks:
-            A = _Sym.gram(X, tall)
-        else:
-            A = torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
+    start = 0
+    for size in groups:
+        A = kernels.gram(X, tall)
         if f is None:
             acc = torch.float32 if X.dtype in (torch.bfloat16, torch.float16) else X.dtype
-            norm = sum(d.sum(-1, dtype=acc) for d in _diagonals(A)).sqrt_()
-            f = (1 / (norm * schedule.norm_scale + eps)).to(X.dtype)[:, None, None]
-            for block in A if blocks else (A,):
+            norm = sum(d.sum(-1, dtype=acc) for d in kernels.diagonals(A)).sqrt()
+            f = (1 / (norm * norm_scale + eps)).to(X.dtype)[:, None, None]
+            for block in kernels.blocks(A):
                 block.mul_(f * f)  # in place: out-of-place broadcasting is ~50x slower in bf16
+        out = spare if reuse else None
         if size == 1:  # a plain step as KJ writes it: X ← a·X + B·X, B = b·A + c·A²
             a, b, c = coefficients[start]
-            if isinstance(A, _Sym):  # a full product: block sums would add bf16 roundings
-                A = A.full()
-            B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+            B = kernels.square(A, b, c)
             P, R = (X, B) if tall else (B, X)
-            Y = torch.baddbmm(X, P, R, beta=a, out=spare)
+            Y = torch.baddbmm(X, P, R, beta=a, out=out) if reuse else torch.baddbmm(X, P, R, beta=a)
             if start == 0:
                 Y.mul_(f)  # X₁ = f·(a·X₀ + B·X₀), B from f²·A₀: X₀ itself is not scaled
         else:
-            Q = _gram_group(A, coefficients[start : start + size])
+            Q = _gram_group(A, coefficients[start : start + size], kernels)
             if start == 0:
                 Q.mul_(f)
-            Y = torch.bmm(X, Q, out=spare) if tall else torch.bmm(Q, X, out=spare)
+            P, R = (X, Q) if tall else (Q, X)
+            Y = torch.bmm(P, R, out=out) if reuse else torch.bmm(P, R)
         spare = X if start > 0 or consume else None
         X = Y
+        start += size
     return X
 
 
-def _gram_group(A: Tensor, coefficients: list[tuple[float, float, float]]) -> Tensor:
+def _gram_group(A: Any, coefficients: Sequence[tuple[float, float, float]], kernels: Any) -> Tensor:
     r"""Q = h_{g−1}(A_{g−1}) ⋯ h₀(A₀) for g steps that start from the Gram matrix A = A₀.
 
     Within a group that starts at X₀, every X_k = Q_k·X₀ (Q_k a polynomial in A₀, hence
@@ -352,108 +364,20 @@ def _gram_group(A: Tensor, coefficients: list[tuple[float, float, float]]) -> Te
     the m×n matrix is touched twice per group (A₀ = X₀X₀ᵀ and X₀ ← Q·X₀) instead of twice per
     step. FLOPs per group: 4m²n + (8g − 6)m³ against g·(4m²n + 2m³), fewer once n > 1.5m
     (5 steps on 512×2048: 33% fewer). Exact arithmetic gives the plain iteration's result;
-    finite precision is why groups are short (``GRAM_GROUP``) and X is rebuilt between them
-    (Gram Newton–Schulz with restarts). g = 1 is exactly the plain step. ``A`` is a full
-    batch ``(B, m, m)`` or a :class:`_Sym` (then every product here is a block product); Q is
-    returned full.
+    finite precision is why groups are short and X is rebuilt between them (Gram Newton–Schulz
+    with restarts, Zhang, Amsel, Chen & Dao 2026). g = 1 is exactly the plain step. ``A`` is
+    whatever ``kernels`` works on (full batch ``(B, m, m)`` or CPU blocks), every product here
+    goes through ``kernels.product``; Q is returned full.
     """
     Q = None
     for k, (a, b, c) in enumerate(coefficients):
-        h = _product(A, A, add=A, beta=b, alpha=c)  # b·A + c·A²
-        for diagonal in _diagonals(h):
+        h = kernels.product(A, A, add=A, beta=b, alpha=c)  # b·A + c·A²
+        for diagonal in kernels.diagonals(h):
             diagonal.add_(a)  # + a·I
-        Q = h if Q is None else _product(h, Q)
+        Q = h if Q is None else kernels.product(h, Q)
         if k + 1 < len(coefficients):
-            A = _product(_product(h, h), A)
-    return Q.full() if isinstance(Q, _Sym) else Q  # type: ignore[union-attr, return-value]
-
-
-def _product(P: Any, R: Any, *, add: Any = None, beta: float = 1.0, alpha: float = 1.0) -> Any:
-    """β·add + α·P·R for two commuting symmetric batches, full tensors or :class:`_Sym`."""
-    if isinstance(P, _Sym):
-        return P.times(R, add=add, beta=beta, alpha=alpha)
-    return torch.bmm(P, R) if add is None else torch.baddbmm(add, P, R, beta=beta, alpha=alpha)
-
-
-def _diagonals(S: Any) -> list[Tensor]:
-    """Views of the diagonal of a symmetric batch (full or :class:`_Sym`)."""
-    return [B.diagonal(dim1=-2, dim2=-1) for B in ((S.s11, S.s22) if isinstance(S, _Sym) else (S,))]
-
-
-# On CPU, m×m matrices of at least this size are worked on in blocks (_Sym). Measured on the
-# 2-core bf16 machine, 5 steps, blocks/full time: m = 256: 1.13 (wide ×4) and 1.25 (square);
-# 384: 0.96 and 1.06; 512: 0.88–0.95 and 0.91–0.94; 768: 0.88 and 0.89; 1024: 0.88 and 0.91.
-# In float32 (CPUs without native bf16): 384: 0.95 and 0.96; 512: 0.86–0.92 and 0.87–0.89.
-SYMMETRIC_MIN = 512
-
-
-def _uses_blocks(m: int, device: torch.device) -> bool:
-    """Whether the m×m work runs in symmetric blocks (:class:`_Sym`): on CPU from
-    ``SYMMETRIC_MIN`` on. Not on CUDA, where it was not measured and where a strided batched
-    GEMM reads row slices without copying (the reason for separate blocks here)."""
-    return device.type == "cpu" and m >= SYMMETRIC_MIN
-
-
-class _Sym(NamedTuple):
-    r"""A batch of symmetric m×m matrices S = [[S₁₁, S₁₂], [S₁₂ᵀ, S₂₂]] as three contiguous blocks
-    (S₁₁ is h×h, h = ⌊m/2⌋).
-
-    Every m×m product inside a Gram group is symmetric — products of polynomials in the same
-    A₀, which commute (b·A + c·A², h·h, h²·A, h·Q) — so of the four output blocks only three
-    are computed: 3/4 of the FLOPs, each block a sum of two h-sized products (the second
-    accumulated onto the first in the compute dtype). The blocks are kept apart because a batched
-    ``bmm`` on CPU copies any operand that is a row or column slice of a batch (it accepts only
-    contiguous or transposed-contiguous batches); S₂₁ is S₁₂ᵀ, a transposed view. On the
-    2-core bf16 machine a 6×512×512 product took 3.2–3.6 ms this way against 3.8–4.2 ms for
-    one ``bmm`` (h = 256 products run at the full one's rate).
-    """
-
-    s11: Tensor
-    s12: Tensor
-    s22: Tensor
-
-    @staticmethod
-    def gram(X: Tensor, tall: bool) -> _Sym:
-        """The Gram matrix XXᵀ (wide X) or XᵀX (tall X) of a batch ``(B, r, c)``, in blocks.
-
-        X's two halves along its short side are copied out first (contiguous), so that the
-        three block products are plain batched ones: 3/4 of the Gram FLOPs for one pass over X.
-        """
-        h = min(X.shape[-2:]) // 2
-        dim = 2 if tall else 1
-        X1, X2 = (part.contiguous() for part in X.split((h, X.size(dim) - h), dim=dim))
-        if tall:
-            return _Sym(torch.bmm(X1.mT, X1), torch.bmm(X1.mT, X2), torch.bmm(X2.mT, X2))
-        return _Sym(torch.bmm(X1, X1.mT), torch.bmm(X1, X2.mT), torch.bmm(X2, X2.mT))
-
-    def full(self) -> Tensor:
-        h, m = self.s11.size(-1), self.s11.size(-1) + self.s22.size(-1)
-        S = self.s11.new_empty(self.s11.size(0), m, m)
-        S[:, :h, :h] = self.s11
-        S[:, :h, h:] = self.s12
-        S[:, h:, :h] = self.s12.mT
-        S[:, h:, h:] = self.s22
-        return S
-
-    def times(
-        self, R: _Sym, *, add: _Sym | None = None, beta: float = 1.0, alpha: float = 1.0
-    ) -> _Sym:
-        """β·add + α·self·R for an R that commutes with self (so that the product is symmetric)."""
-        P11, P12, P22 = self
-        R11, R12, R22 = R
-        terms = (
-            ((P11, R11), (P12, R12.mT)),  # C₁₁ = P₁₁R₁₁ + P₁₂R₂₁
-            ((P11, R12), (P12, R22)),  # C₁₂ = P₁₁R₁₂ + P₁₂R₂₂
-            ((P12.mT, R12), (P22, R22)),  # C₂₂ = P₂₁R₁₂ + P₂₂R₂₂
-        )
-        blocks = []
-        for i, ((A1, B1), (A2, B2)) in enumerate(terms):
-            if add is None:
-                C = torch.bmm(A1, B1)
-            else:
-                C = torch.baddbmm(add[i], A1, B1, beta=beta, alpha=alpha)
-            blocks.append(C.baddbmm_(A2, B2, alpha=alpha))
-        return _Sym(*blocks)
+            A = kernels.product(kernels.product(h, h), A)
+    return kernels.full(Q)
 
 
 class NSBatch:
