@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint format clean
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: install demo test test-all bench docs lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,16 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py
 
+# The documentation site (Sphinx + MyST-NB: the lecture pages run at build time) into
+# docs/_build/html; warnings are errors, and --keep-going lists all of them before failing.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev,docs]" "$(TORCH)"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "site: docs/_build/html/index.html"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -46,4 +58,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache demo-output
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache demo-output docs/_build docs/api/generated

@@ -109,7 +109,7 @@ class Advice:
 
     @property
     def condition(self) -> float | None:
-        """κ = |λ_max| / λ_min when ∇²f(x0) is positive definite, else None."""
+        """κ = ``|λ_max| / λ_min`` when ∇²f(x0) is positive definite, else None."""
         if self.curvature is None:
             return None
         lo, hi = self.curvature
