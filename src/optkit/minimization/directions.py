@@ -318,12 +318,9 @@ class LBFGS:
     ~14 µs this way (same arithmetic; results agree to rounding). At n = 10⁶ both are
     memory-bound and equal. Elsewhere (CUDA) :func:`two_loop` itself runs.
 
-    Tried and not kept: the compact representation of Byrd, Nocedal & Schnabel (1994):
-    ``H g = γg + [S Y]·M·[S Y]ᵀg`` with a 2m × 2m middle matrix M rebuilt after each update.
-    Its direction is three torch calls, but rebuilding M (k × k algebra) cost as much as it
-    saved at n = 650 (44.6 against 42.4 ms to scikit-learn's objective on digits, medians
-    of 15 runs), and at n = 10⁶ it reads the history three times per iteration instead of
-    twice (45–47 against 39–44 ms per iteration on extended Rosenbrock).
+    The two-loop recursion, not the compact representation of Byrd, Nocedal & Schnabel (1994):
+    rebuilding its 2m × 2m middle matrix costs what it saves, and it reads the history three
+    times per iteration instead of two (measurements: docs/benchmarks/what_we_tried.md).
 
     Args:
         history: m, number of (s, y) pairs kept (default 10).

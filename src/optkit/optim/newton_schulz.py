@@ -41,10 +41,17 @@ optimizer (and a distributed variant that shards the list) only calls
 
 Compute dtype (``dtype=None``): float64 inputs stay float64; otherwise bfloat16 on CUDA and on
 CPUs with native bf16 matmul (AVX512-BF16 or AMX-BF16 in ``/proc/cpuinfo``), float32 elsewhere.
-On the 2-core AVX512-BF16 machine this was written on, a bf16 ``bmm`` ran at ~400 GFLOP/s
-against ~180 in float32, with the same orthogonality as a float32 quintic (the quintic's own
-[0.7, 1.2] band dominates bf16 rounding); without native bf16 a CPU emulates it and is several
-times *slower* than float32, hence the runtime check. Pass ``dtype`` to override.
+A bf16 ``bmm`` runs at about twice float32's rate on CPUs with native bf16, with the same
+orthogonality as a float32 quintic (the quintic's own [0.7, 1.2] band dominates bf16 rounding);
+without native bf16 a CPU emulates it and is several times *slower* than float32, hence the
+runtime check (measurements: docs/benchmarks/muon_step.md). Pass ``dtype`` to override.
+
+References:
+    K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    N. Amsel, D. Persson, C. Musco, R. Gower, "The Polar Express", 2025, arXiv:2505.16932.
+    J. Zhang, N. Amsel, B. Chen, T. Dao, "Gram Newton-Schulz", 2026 (Dao-AILab/gram-newton-
+    schulz): the Gram form with restarts on GPUs; how it compares with the form here:
+    docs/benchmarks/muon_step.md.
 """
 
 from __future__ import annotations
@@ -380,10 +387,8 @@ def _diagonals(S: Any) -> list[Tensor]:
     return [B.diagonal(dim1=-2, dim2=-1) for B in ((S.s11, S.s22) if isinstance(S, _Sym) else (S,))]
 
 
-# On CPU, m×m matrices of at least this size are worked on in blocks (_Sym). Measured on the
-# 2-core bf16 machine, 5 steps, blocks/full time: m = 256: 1.13 (wide ×4) and 1.25 (square);
-# 384: 0.96 and 1.06; 512: 0.88–0.95 and 0.91–0.94; 768: 0.88 and 0.89; 1024: 0.88 and 0.91.
-# In float32 (CPUs without native bf16): 384: 0.95 and 0.96; 512: 0.86–0.92 and 0.87–0.89.
+# On CPU, m×m matrices of at least this size are worked on in blocks (_Sym): below it the three
+# half-size products are slower than one full product (docs/benchmarks/what_we_tried.md).
 SYMMETRIC_MIN = 512
 
 
@@ -403,9 +408,7 @@ class _Sym(NamedTuple):
     are computed: 3/4 of the FLOPs, each block a sum of two h-sized products (the second
     accumulated onto the first in the compute dtype). The blocks are kept apart because a batched
     ``bmm`` on CPU copies any operand that is a row or column slice of a batch (it accepts only
-    contiguous or transposed-contiguous batches); S₂₁ is S₁₂ᵀ, a transposed view. On the
-    2-core bf16 machine a 6×512×512 product took 3.2–3.6 ms this way against 3.8–4.2 ms for
-    one ``bmm`` (h = 256 products run at the full one's rate).
+    contiguous or transposed-contiguous batches); S₂₁ is S₁₂ᵀ, a transposed view.
     """
 
     s11: Tensor
