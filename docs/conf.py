@@ -14,7 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # the checkout's optkit, also without an install
-os.environ.setdefault("MPLBACKEND", "Agg")
 # The notebook kernels are subprocesses: give them the same import path.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -61,7 +60,7 @@ nb_merge_streams = True
 # --- API reference ----------------------------------------------------------------------------
 autosummary_generate = True
 autosummary_ignore_module_all = False  # a module documents what its __all__ exports
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
@@ -71,6 +70,15 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
 
+
+# MathJax comes from its CDN when the page is read; OPTKIT_MATHJAX points the pages at a local
+# copy instead (e.g. Debian's libjs-mathjax 2:
+# "file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML").
+if os.environ.get("OPTKIT_MATHJAX"):
+    mathjax_path = os.environ["OPTKIT_MATHJAX"]
+    if "config=" in mathjax_path:  # MathJax 2: its own configuration, not version 3's
+        mathjax2_config = {"tex2jax": {"processClass": "math", "ignoreClass": "tex2jax_ignore"}}
+        mathjax3_config = None
 
 # --- HTML -----------------------------------------------------------------------------------
 html_theme = "furo"
