@@ -33,3 +33,5 @@ def test_output_mismatch_fails():
     assert check("loss 0.12...\n", "loss 0.1234\n")
     assert check("a   b\n", "a b\n")
     assert not check("loss 0.12\n", "loss 0.13\n")
+    assert check("│ bfgs │ 0.036 s │\n┗━━━┛\n", "│ bfgs │ 10.5 ms │\n┗━━━━━┛\n")  # times
+    assert not check("│ bfgs │   31 │\n", "│ bfgs │   32 │\n")
