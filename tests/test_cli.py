@@ -235,7 +235,7 @@ def test_ewma_csv_refuses_gaps_naming_the_lines(tmp_path, capsys):
     cells = [str(float(i)) for i in range(30)]
     cells[6], cells[20] = "", "nan"
     csv = _csv(tmp_path / "gaps.csv", cells)
-    assert cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", "o"]) == 2
+    assert cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "2 rows of 30 (lines 8, 22)" in err and "fill or remove those rows" in err
 
@@ -250,7 +250,10 @@ def test_ewma_csv_trailing_blank_lines_are_not_samples(tmp_path, capsys):
 
 def test_ewma_labels_say_what_each_lag_measures(tmp_path, capsys):
     csv = _csv(tmp_path / "p.csv", [str(100 + (i % 7) - 3 + i * 0.1) for i in range(60)])
-    assert cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", "o1"]) == 0
+    assert (
+        cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(tmp_path / "o1")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lag vs raw series" in out and "mean age of weights" in out
     assert "lag (measured)" not in out and "lag (theory)" not in out
