@@ -32,6 +32,8 @@ Data: synthetic 50 000 x 200 (binary, NumPy PCG64 seed 0) and sklearn's digits (
 
     python benchmarks/minimize_logreg.py [--repeat 7] [--small] [--data digits]
         [--methods lbfgs newton-cg]
+
+Results, with the machine and date they were measured on: docs/benchmarks/minimize_logreg.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Full-batch second-order fits with ``optkit.minimize_module`` (``newton-cg``: truncated CG on
 Hessian-vector products; ``lbfgs``: two-loop recursion, m = 10; both with a strong-Wolfe line
 search) against ``optkit.Adam``, full batch and mini-batch (the lecture: large models reward
-"updates rápidos"). The data is sklearn's bundled digits (1797 × 64, 10 classes), all of it as
+fast updates). The data is sklearn's bundled digits (1797 × 64, 10 classes), all of it as
 the training set: this is about optimization speed, not generalization.
 
 1. Multinomial logistic regression (650 parameters) with an L2 term λ/2‖W‖², float64: convex,

@@ -386,11 +386,9 @@ class LBFGS:
     ~70 µs per direction at n = 650, m = 10 against ~14 µs this way (same arithmetic; results
     agree to rounding). Elsewhere (CUDA) the recursion runs in torch.
 
-    Tried and not kept: the compact representation of Byrd, Nocedal & Schnabel (1994):
-    ``H g = γg + [S Y]·M·[S Y]ᵀg`` with a 2m × 2m middle matrix M rebuilt after each update.
-    Its direction is three torch calls, but rebuilding M (k × k algebra) cost as much as it
-    saved at n = 650, and at n = 10⁶ it reads the history three times per iteration instead of
-    twice.
+    The two-loop recursion, not the compact representation of Byrd, Nocedal & Schnabel (1994):
+    rebuilding its 2m × 2m middle matrix costs what it saves, and it reads the history three
+    times per iteration instead of two (measurements: docs/benchmarks/what_we_tried.md).
 
     Args:
         history: m, number of (s, y) pairs kept (default 10; SciPy's ``maxcor``).

@@ -657,7 +657,7 @@ class MuonClip(Muon):
             W_q[h] ← √γ_h·W_q[h]     W_k[h] ← √γ_h·W_k[h]      γ_h = τ / S_h
 
     Args:
-        params, *args, **kwargs: as :class:`Muon`.
+        params: As :class:`Muon`; so are the positional and keyword arguments not listed here.
         qk_clip_tau: τ > 0 (default 100, as K2; a small model needs a smaller one).
         qk_clip_measure: ``"after_step"`` (default: S_h recomputed on the last batch with the
             updated weights, so clipped heads end at τ) or ``"forward"`` (S_h from the forward
