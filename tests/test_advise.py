@@ -105,6 +105,8 @@ def test_fresh_process_recommends_newton_on_a_quadratic():
     ).stdout
     assert "recommended: newton\n" in out.replace(" \n", "\n"), out
     assert "a Newton step is exact" in out
+
+
 def test_summary_is_english_and_counts_iterations_right():
     """The advice is printed by ``optkit advise``: English only (the lecture's Spanish lives in
     the Spanish docs), "1 iteration" in the singular."""
