@@ -97,15 +97,19 @@ def test_muon_model_step_with_adamw_groups_compiles():
     model = ToyGPT(layers=1)
     twin = copy.deepcopy(model)
     x = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
-    eager, opt = optkit.Muon(twin), optkit.Muon(model)
+    eager = optkit.Muon(twin, ns_dtype=torch.float32)  # bf16 rounding would differ
+    opt = optkit.Muon(model, ns_dtype=torch.float32)
     step = torch.compile(opt.step, backend="aot_eager", fullgraph=True)
     for m, fn in ((twin, eager.step), (model, step)):
         for _ in range(2):
             F.cross_entropy(m(x).flatten(0, 1), x.flatten()).backward()
             fn()
             m.zero_grad()
+    # float32 rounding differs between the compiled and eager graphs, and Newton–Schulz's
+    # quintic amplifies it (slope up to a≈3.4 per step at small singular values): the issue's
+    # "within bf16 rounding" (2⁻⁸ relative) bounds it
     for p, q in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=2**-8, atol=1e-5)
 
 
 def all_optimizers():
