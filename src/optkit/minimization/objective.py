@@ -48,8 +48,8 @@ def to_float(value: Any, what: str = "fun") -> float:
         ValueError: ``value`` has more than one element.
         TypeError: ``value`` is not a number.
     """
-    if type(value) is float:
-        return value
+    if isinstance(value, (float, np.floating)):  # float, NumPy scalars (the common cases)
+        return float(value)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
