@@ -355,3 +355,16 @@ def test_nan_objective_is_a_status_as_in_scipy():
 
     res = optkit.minimize(f, np.array([3.0, 1.0]), jac=rosen_der, method="BFGS")
     assert res.status == Status.NONFINITE and not res.success
+
+
+def test_numpy_function_without_gradient_in_first_order_methods():
+    # finite differences with SciPy's default step (Adam's option eps is Adam's ε, not a step)
+    res = optkit.minimize(
+        lambda x: float(np.sum((x - 3.0) ** 2)),
+        np.zeros(3),
+        method="adam",
+        options={"lr": 0.1, "maxiter": 2000, "gtol": 1e-4},
+    )
+    ref = so.minimize(lambda x: float(np.sum((x - 3.0) ** 2)), np.zeros(3), method="BFGS")
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-3)
+    assert res.nfev >= 4 * res.njev  # n + 1 calls of fun per gradient

@@ -1,17 +1,20 @@
-"""SciPy-style minimization on torch: :func:`minimize`, :func:`minimize_module`.
+"""``scipy.optimize.minimize``'s contract, torch-first: :func:`minimize`, :func:`minimize_module`.
 
-Layout: ``api`` (entry points and the :data:`METHODS` registry), ``objective`` (f, ∇f, ∇²f by
-autograd or user callables, caching, counters, NumPy bridge), ``line_search`` (strong Wolfe and
-Armijo on a scalar phi), ``directions`` (steepest descent, Newton, Newton-CG, BFGS, L-BFGS),
-``_loop`` (the one descent loop), ``first_order`` (gd … adamw through ``optkit.optim``),
-``result`` (:class:`OptimizeResult`, :class:`Status`).
+:data:`METHODS` is the registry of methods (also reachable as ``optkit.minimize.METHODS``).
+Layout: ``api`` (entry points and the registry), ``objective`` (f, ∇f, ∇²f by autograd, user
+callables or finite differences; caching, counters, the NumPy bridge), ``line_search`` (strong
+Wolfe and Armijo on a scalar phi), ``directions`` (steepest descent, Newton, Newton-CG, BFGS,
+L-BFGS), ``_loop`` (the one descent loop), ``_cpu_blas`` (NumPy/BLAS fast paths for small CPU
+problems), ``first_order`` (gd … adamw through ``optkit.optim``), ``lbfgsb`` (bound-constrained
+L-BFGS-B), ``result`` (:class:`OptimizeResult`, :class:`Status`, :class:`InverseHessianProduct`).
 """
 
 from .api import METHODS, Method, minimize, minimize_module
-from .result import OptimizeResult, Status, Trajectory
+from .result import InverseHessianProduct, OptimizeResult, Status, Trajectory
 
 __all__ = [
     "METHODS",
+    "InverseHessianProduct",
     "Method",
     "OptimizeResult",
     "Status",

@@ -265,6 +265,10 @@ def _step(objective, ops, search, kw, x, f, g, d, direction, k, f_prev) -> Step:
         out = search(phi, f, dg, t0, f_noise=f_noise, guard_rise=guard, **kw)
     else:
         out = search(phi, f, dg, t0, f_noise=f_noise, **kw)
+    if out.success:
+        x_new = trials[out.t]
+        f_new, g_new = objective.value_and_grad(x_new)  # cached: the last trial
+        return Step(x_new, f_new, g_new, True)
     if not out.success and not (out.t > 0 and out.f < f):
         failure = Status.NONFINITE if out.nonfinite else Status.LINE_SEARCH
         return Step(None, math.nan, None, False, failure)

@@ -548,7 +548,9 @@ def _objective(fun, jac, hess, hessp, spec, o, x0, kind, shape, numpy_flat) -> O
         return obj
     fd_abs = None
     if jac is None:  # a NumPy function without derivatives: SciPy's '2-point', step eps
-        jac, fd_abs = "2-point", o.get("eps", _SQRT_EPS)
+        # the step is the method's option eps where it has one (Adam's eps is something else)
+        fd_abs = o["eps"] if "finite_diff_rel_step" in spec.options else _SQRT_EPS
+        jac = "2-point"
     to_user = _converter(kind, shape)
     return CallableObjective(
         fun,

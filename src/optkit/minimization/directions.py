@@ -408,6 +408,7 @@ class LBFGS:
         self.pairs: deque = deque(maxlen=history)
         self._views: deque = deque(maxlen=history)  # NumPy views of the pairs (CPU BLAS)
         self._level1 = None
+        self._numpy = False  # vectors are NumPy arrays (the NumPy path)
         self._eps: float | None = None
         self.gamma: float | None = None
         self.skipped = 0
@@ -419,6 +420,9 @@ class LBFGS:
     def __call__(self, x, f, g, objective):
         if not self.pairs:
             return -g
+        if self._numpy:  # the NumPy path: one dtype throughout, BLAS on the arrays themselves
+            d = two_loop(g, self._views, self.gamma, self._level1)
+            return np.negative(d, out=d)
         if self._level1 is None or g.dtype != self.pairs[0][0].dtype:
             return two_loop(g, list(self.pairs), self.gamma).neg_()
         if isinstance(g, np.ndarray):
@@ -429,6 +433,7 @@ class LBFGS:
     def update(self, s, y) -> None:
         if not self.pairs:
             self._level1 = _level1(s)
+            self._numpy = isinstance(s, np.ndarray) and self._level1 is not None
         if self._level1 is not None:
             dot = self._level1[0]
             if isinstance(s, np.ndarray):

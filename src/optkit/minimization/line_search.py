@@ -52,8 +52,8 @@ class LineSearchResult:
     message: str = ""
 
 
-def _finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)
+def _finite(a: float, b: float) -> bool:
+    return math.isfinite(a) and math.isfinite(b)
 
 
 def cubic_minimizer(a: float, fa: float, da: float, b: float, fb: float, db: float) -> float:
@@ -194,17 +194,18 @@ def strong_wolfe(
 
     t_prev, f_prev, d_prev = 0.0, f0, dphi0
     t = min(t0, t_max)
+    curvature = -c2 * dphi0
     while n < max_eval:
         f, d = phi(t)
         n += 1
-        if not _finite(f, d):
+        if not (math.isfinite(f) and math.isfinite(d)):
             nonfinite = True
             return zoom(t_prev, f_prev, d_prev, t, math.inf, math.nan)
-        if not armijo_ok(t, f) or (n > 1 and f >= f_prev):
+        if f > f0 + c1 * t * dphi0 + f_noise or (n > 1 and f >= f_prev):  # not armijo_ok
             return zoom(t_prev, f_prev, d_prev, t, f, d)
+        if abs(d) <= curvature:  # the common case first: one trial, accepted
+            return LineSearchResult(t, f, d, True, n, nonfinite)
         best = (t, f, d) if f < best[1] else best
-        if abs(d) <= -c2 * dphi0:
-            return result(t, f, d, True)
         if d >= 0.0:
             return zoom(t, f, d, t_prev, f_prev, d_prev)
         if t >= t_max:

@@ -48,8 +48,8 @@ def to_float(value: Any, what: str = "fun") -> float:
         ValueError: ``value`` has more than one element.
         TypeError: ``value`` is not a number.
     """
-    if type(value) is float:
-        return value
+    if isinstance(value, (float, np.floating)):  # float, NumPy scalars (the common cases)
+        return float(value)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
@@ -393,6 +393,11 @@ class CallableObjective(Objective):
         # the loop hands back the very array it evaluated; comparing values would cost as much
         # as the rest of the bookkeeping of an evaluation
         return self._x is x
+
+    def value_and_grad(self, x):
+        if self._x is x:  # as Objective.value_and_grad, one call less on the hot path
+            return self._f, self._g
+        return super().value_and_grad(x)
 
     def _to_flat(self, value: Any, what: str, size: int):
         if self.numpy_flat:
