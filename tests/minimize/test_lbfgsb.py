@@ -389,3 +389,27 @@ def test_cauchy_point_minimizes_the_model_along_the_projected_path(seed, n, k):
         for t in (t_c * (1 - 1e-6), t_c * (1 + 1e-6)):
             z = torch.minimum(torch.maximum(x - t * g, lo), hi)
             assert model(z) >= m_c - 1e-12 * max(1.0, abs(m_c))
+
+
+def test_minimize_dispatches_l_bfgs_b_the_scipy_way():
+    from scipy.optimize import Bounds, rosen, rosen_der
+
+    import optkit
+
+    rosen_t = globals()["rosen"]  # the torch Rosenbrock of this file
+
+    x0, pairs = np.array([3.0, -1.0, 3.0]), [(0.0, 2.0), (None, 0.5), (-1.0, None)]
+    kw = {"method": "L-BFGS-B", "bounds": pairs, "tol": 1e-9, "options": {"maxcor": 50}}
+    ref = minimize(rosen, x0, jac=rosen_der, **kw)
+    res = optkit.minimize(rosen, x0, jac=rosen_der, **kw)
+    assert isinstance(res.x, np.ndarray) and isinstance(res.hess_inv.todense(), np.ndarray)
+    np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-10)
+    assert (res.nit, res.nfev, res.message) == (ref.nit, ref.nfev, ref.message)
+    np.testing.assert_allclose(res.hess_inv.todense(), ref.hess_inv.todense(), rtol=1e-6)
+    # torch in, torch out; a Bounds object; autograd derivatives
+    box = Bounds([0.0, -np.inf, -1.0], [2.0, 0.5, np.inf])
+    res_t = optkit.minimize(rosen_t, torch.tensor(x0), method="L-BFGS-B", bounds=box, tol=1e-9)
+    assert isinstance(res_t.x, torch.Tensor)
+    np.testing.assert_allclose(res_t.x.numpy(), ref.x, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown option"):
+        optkit.minimize(rosen, x0, jac=rosen_der, method="L-BFGS-B", options={"xtol": 1.0})

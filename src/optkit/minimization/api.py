@@ -370,6 +370,7 @@ def minimize(
     tol: float | None = None,
     callback: Callable | None = None,
     options: Mapping[str, Any] | None = None,
+    bounds: Any = None,
 ) -> OptimizeResult:
     """Minimize a scalar function of a tensor, SciPy-style, on torch.
 
@@ -396,6 +397,10 @@ def minimize(
         callback: ``callback(intermediate_result)`` after each iteration, with an
             :class:`OptimizeResult` holding x, fun, jac and nit; return True or raise
             ``StopIteration`` to stop (status 99).
+        bounds: Box constraints for ``method="L-BFGS-B"``: a sequence of ``(low, high)`` pairs
+            (``None`` for no bound) or an object with ``lb`` / ``ub`` (SciPy's ``Bounds``);
+            runs :func:`optkit.minimization.lbfgsb.minimize_lbfgsb` with SciPy's options
+            ``maxcor``, ``ftol``, ``gtol``, ``maxiter``, ``maxfun``, ``maxls``.
         options: ``max_iter`` (default 200·n; 15000 for lbfgs; 1000 for first-order),
             ``gtol`` (‖∇f‖∞ target, 1e-5), ``ftol`` (relative decrease of f, off by default),
             ``record`` (keep the trajectory), and per method: ``lr``, ``momentum``,
@@ -428,11 +433,58 @@ def minimize(
         >>> res.message  # doctest: +ELLIPSIS
         'Optimization terminated successfully. (‖g‖∞ = ... <= gtol = 1e-05)'
     """
+    if bounds is not None or (isinstance(method, str) and method.upper() == "L-BFGS-B"):
+        return _minimize_bounded(fun, x0, jac, bounds, tol, callback, options)
     spec = _method(method)
     x0_flat, kind, shape = _prepare_x0(x0)
     o = _options(spec, options, tol, x0_flat.numel())
     objective = _objective(fun, jac, hess, hessp, spec, x0_flat, kind, shape)
     return _solve(objective, x0_flat, spec, o, callback, _converter(kind, shape))
+
+
+def _minimize_bounded(fun, x0, jac, bounds, tol, callback, options) -> OptimizeResult:
+    """``method="L-BFGS-B"``: SciPy's options, bounds as pairs or ``Bounds``-like."""
+    from .lbfgsb import minimize_lbfgsb
+
+    x0_flat, kind, shape = _prepare_x0(x0)
+    n = x0_flat.numel()
+    opts = dict(options or {})
+    if tol is not None:  # SciPy: tol sets both ftol and gtol for L-BFGS-B
+        opts.setdefault("ftol", tol)
+        opts.setdefault("gtol", tol)
+    allowed = ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls")
+    unknown = [k for k in opts if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) for method 'L-BFGS-B': {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(allowed)}"
+        )
+    if bounds is None:
+        lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        lo = np.broadcast_to(np.asarray(bounds.lb, dtype=float), (n,))
+        hi = np.broadcast_to(np.asarray(bounds.ub, dtype=float), (n,))
+    else:
+        pairs = list(bounds)
+        if len(pairs) != n:
+            raise ValueError(f"bounds must have one (low, high) pair per variable: {n}")
+        lo = np.array([-np.inf if a is None else a for a, _ in pairs], dtype=float)
+        hi = np.array([np.inf if b is None else b for _, b in pairs], dtype=float)
+    lower, upper = (torch.from_numpy(np.array(v)).reshape(shape) for v in (lo, hi))
+    objective = _objective(fun, jac, None, None, METHODS["lbfgs"], x0_flat, kind, shape)
+    to_user = _converter(kind, shape)
+    cb = None
+    if callback is not None:
+
+        def cb(intermediate_result):
+            intermediate_result.x = to_user(intermediate_result.x.reshape(-1))
+            intermediate_result.jac = to_user(intermediate_result.jac.reshape(-1))
+            return callback(intermediate_result)
+
+    res = minimize_lbfgsb(objective, x0_flat.view(shape), lower, upper, callback=cb, **opts)
+    res.x, res.jac = to_user(res.x.reshape(-1)), to_user(res.jac.reshape(-1))
+    res.hess_inv.numpy = kind == "numpy"
+    return res
 
 
 def minimize_module(
