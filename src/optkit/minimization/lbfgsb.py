@@ -76,6 +76,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from .result import OptimizeResult, Status
@@ -210,27 +211,46 @@ class LbfgsInvHessProduct:
 
 
 # --- the compact representation ------------------------------------------------------------------
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for matrices; on the CPU through NumPy views (no copy), since torch's CPU GEMM
+    enters its thread pool even for 10 × 10 products, which costs milliseconds on a loaded
+    machine; elsewhere torch's."""
+    if a.device.type == "cpu":
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
+
+
+def _small(t: torch.Tensor) -> np.ndarray:
+    """A k-sized tensor as a NumPy array on the CPU, where the 2k × 2k algebra runs."""
+    return t.detach().cpu().numpy()
+
+
 class CompactLBFGS:
     """The last ``m`` curvature pairs and B = θI − W M Wᵀ (module docstring, BNS94 eq. 3.2).
 
+    The n-sized data (S, Y, W) stay tensors on x's device; the k × k matrices (SᵀY, SᵀS, the
+    factor of T, M) are small NumPy arrays on the CPU.
+
     Attributes:
-        S, Y: ``(k, n)`` pairs, oldest first. SY: ``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j (lower part).
-        SS: ``SᵀS`` (k × k). theta: θ. M: the ``2k × 2k`` middle matrix, None when k = 0.
+        S, Y: ``(k, n)`` pairs, oldest first. Wt: Wᵀ = [Y; θS] (2k × n).
+        SY: ``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j (the lower part is what B needs). SS: ``SᵀS``.
+        theta: θ. M: the ``2k × 2k`` middle matrix (NumPy), M_t: the same on x's device.
     """
 
     def __init__(self, n: int, m: int, dtype: torch.dtype, device: torch.device) -> None:
         self.n, self.m, self.dtype, self.device = n, m, dtype, device
+        self.np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         self.reset()
 
     def reset(self) -> None:
         """Forget every pair: B = I."""
         z = torch.zeros(0, self.n, dtype=self.dtype, device=self.device)
-        self.S, self.Y = z, z.clone()
-        self.SY = torch.zeros(0, 0, dtype=self.dtype, device=self.device)
-        self.SS = self.SY.clone()
+        self.S, self.Y, self.Wt = z, z.clone(), z.clone()
+        self.SY = np.zeros((0, 0), dtype=self.np_dtype)
+        self.SS = self.SY.copy()
         self.theta = 1.0
-        self.M: torch.Tensor | None = None
-        self.Wt = torch.zeros(0, self.n, dtype=self.dtype, device=self.device)
+        self.M = np.zeros((0, 0), dtype=self.np_dtype)
+        self.M_t = torch.zeros(0, 0, dtype=self.dtype, device=self.device)
 
     @property
     def k(self) -> int:
@@ -242,16 +262,13 @@ class CompactLBFGS:
         if self.k == self.m:
             S, Y, SY, SS = S[1:], Y[1:], SY[1:, 1:], SS[1:, 1:]
         k = S.shape[0] + 1
-        sy_row = Y @ s  # s_newᵀ y_j
-        ss_col = S @ s
-        SYn = torch.zeros(k, k, dtype=self.dtype, device=self.device)
+        SYn = np.zeros((k, k), dtype=self.np_dtype)
         SYn[:-1, :-1] = SY
-        SYn[-1, :-1] = sy_row
+        SYn[-1, :-1] = _small(Y @ s)  # s_newᵀ y_j
         SYn[-1, -1] = sty
-        SSn = torch.zeros(k, k, dtype=self.dtype, device=self.device)
+        SSn = np.zeros((k, k), dtype=self.np_dtype)
         SSn[:-1, :-1] = SS
-        SSn[:-1, -1] = ss_col
-        SSn[-1, :-1] = ss_col
+        SSn[:-1, -1] = SSn[-1, :-1] = _small(S @ s)
         SSn[-1, -1] = sts
         self.S = torch.cat([S, s[None]])
         self.Y = torch.cat([Y, y[None]])
@@ -261,25 +278,30 @@ class CompactLBFGS:
 
     def _form_middle(self) -> bool:
         """M = [[−D, Lᵀ], [L, θSᵀS]]⁻¹ through the Cholesky factor of T = θSᵀS + L D⁻¹ Lᵀ."""
-        theta, D = self.theta, torch.diagonal(self.SY)
-        L = torch.tril(self.SY, -1)
+        theta, D = self.theta, np.diag(self.SY).copy()
+        L = np.tril(self.SY, -1)
         LDinv = L / D  # L D⁻¹
         T = theta * self.SS + LDinv @ L.T
-        J, info = torch.linalg.cholesky_ex(T)
-        if int(info) != 0:
+        try:
+            J = np.linalg.cholesky(T)
+        except np.linalg.LinAlgError:
             return False
-        Tinv = torch.cholesky_inverse(J)
+        Jinv = np.linalg.inv(J)
+        Tinv = Jinv.T @ Jinv
         M12 = LDinv.T @ Tinv  # D⁻¹ Lᵀ T⁻¹
-        M11 = torch.diag(-1.0 / D) + M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
-        self.M = torch.cat([torch.cat([M11, M12], 1), torch.cat([M12.T, Tinv], 1)], 0)
+        M11 = np.diag(-1.0 / D) + M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
+        self.M = np.block([[M11, M12], [M12.T, Tinv]])
+        self.M_t = torch.from_numpy(self.M).to(device=self.device)
         self.Wt = torch.cat([self.Y, theta * self.S])  # Wᵀ
-        return bool(torch.isfinite(self.M).all())
+        return bool(np.isfinite(self.M).all())
 
     def B_times(self, v: torch.Tensor) -> torch.Tensor:
-        """``B v`` (used by the tests and by the subspace step's right-hand side)."""
+        """``B v`` for a vector or an n × p matrix."""
         if self.k == 0:
             return v.clone()
-        return self.theta * v - self.Wt.T @ (self.M @ (self.Wt @ v))
+        if v.ndim == 1:
+            return self.theta * v - self.Wt.T @ (self.M_t @ (self.Wt @ v))
+        return self.theta * v - _mm(self.Wt.T, _mm(self.M_t, _mm(self.Wt, v)))
 
     def dense(self) -> torch.Tensor:
         """The dense ``n × n`` matrix B (for tests and small problems)."""
@@ -333,7 +355,7 @@ def cauchy_point(
     f1_0 = -dd
     f2_org = theta * dd
     p0 = mem.Wt @ d if k else zero2k
-    M = mem.M
+    M = mem.M_t
     if nb == 0:
         f2 = f2_org - (p0 @ (M @ p0)) if k else f2_org
         dtm = max(float(-f1_0 / f2), 0.0)
@@ -351,7 +373,7 @@ def cauchy_point(
         P = p0 - torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(db[:, None] * Wb, 0)])
         dt = tj[1:] - tj[:-1]
         C = torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(dt[:, None] * P[:-1], 0)])
-        MP = P @ M
+        MP = _mm(P, M)
         f2 = theta * D - (MP * P).sum(1)
         f1 = -D + theta * tj * D - (MP * C).sum(1)
     else:
@@ -388,25 +410,25 @@ def _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained):
     if not constrained:
         r = -g
     else:
-        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M @ c))[fi]
+        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M_t @ c))[fi]
     Yf, Sf = mem.Y[:, fi], mem.S[:, fi]
-    Dg = torch.diagonal(mem.SY)
-    A1 = torch.diag(Dg) + (Yf @ Yf.T) / theta
-    Bm = torch.tril(mem.SY, -1) - Sf @ Yf.T
-    Cm = theta * (mem.SS - Sf @ Sf.T)
-    La, info = torch.linalg.cholesky_ex(A1)
-    if int(info) != 0:
+    YY, SYf, SSf = (_small(_mm(a, b.T)) for a, b in ((Yf, Yf), (Sf, Yf), (Sf, Sf)))
+    A1 = np.diag(np.diag(mem.SY)) + YY / theta  # D + ŶᵀŶ/θ
+    Bm = np.tril(mem.SY, -1) - SYf  # L − ŜᵀŶ
+    Cm = theta * (mem.SS - SSf)  # θ(SᵀS − ŜᵀŜ)
+    try:
+        La = np.linalg.cholesky(A1)
+        AinvBt = _cho_solve(La, Bm.T)  # A1⁻¹ Bᵀ
+        Sc = Cm + Bm @ AinvBt
+        Ls = np.linalg.cholesky(0.5 * (Sc + Sc.T))
+    except np.linalg.LinAlgError:
         return None
-    AinvBt = torch.cholesky_solve(Bm.T, La)  # A1⁻¹ Bᵀ
-    Sc = Cm + Bm @ AinvBt
-    Ls, info = torch.linalg.cholesky_ex(0.5 * (Sc + Sc.T))
-    if int(info) != 0:
-        return None
-    b1, b2 = Yf @ r, theta * (Sf @ r)
-    Ainvb1 = torch.cholesky_solve(b1[:, None], La)[:, 0]
-    v2 = torch.cholesky_solve((b2 + Bm @ Ainvb1)[:, None], Ls)[:, 0]
+    b1, b2 = _small(Yf @ r), theta * _small(Sf @ r)
+    Ainvb1 = _cho_solve(La, b1)
+    v2 = _cho_solve(Ls, b2 + Bm @ Ainvb1)
     v1 = AinvBt @ v2 - Ainvb1
-    dhat = (r + (Yf.T @ v1) / theta + Sf.T @ v2) / theta
+    v1_t, v2_t = (torch.from_numpy(v).to(device=x.device) for v in (v1, v2))
+    dhat = (r + (Yf.T @ v1_t) / theta + Sf.T @ v2_t) / theta
     if not bool(torch.isfinite(dhat).all()):
         return None
     z = xc.clone()
@@ -429,6 +451,11 @@ def _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained):
     if alpha < 1.0:
         z[fi[ibd]] = uf[ibd] if float(dhat[ibd]) > 0 else lf[ibd]
     return z
+
+
+def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve (L Lᵀ) x = b for a lower Cholesky factor L."""
+    return scipy.linalg.cho_solve((L, True), b)
 
 
 # --- the Moré–Thuente line search (MINPACK-2 dcsrch / dcstep) -------------------------------------
