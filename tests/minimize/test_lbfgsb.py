@@ -122,6 +122,14 @@ def test_problem_set_in_a_box_matches_scipy(name):
         assert_matches(ref, res, xtol=1e-3, count_slack=0.2, gtol=1e-2)
 
 
+@pytest.mark.parametrize("name", ["rosenbrock_10", "beale", "wood", "watson_6", "osborne1"])
+def test_without_bounds_matches_scipy(name):
+    # no finite bound: L-BFGS-B skips the Cauchy point once it has pairs (the L-BFGS step)
+    p = problems.PROBLEMS[name]
+    ref, res = both(p.fun, p.x0.numpy(), [(None, None)] * p.dim)
+    assert_matches(ref, res, xtol=1e-7)
+
+
 def test_all_variables_fixed_matches_scipy_fmin_l_bfgs_b():
     # minimize() short-cuts lower == upper everywhere; the solver itself (fmin_l_bfgs_b) stops at
     # x0 with a zero projected gradient, nit = 0 and one evaluation

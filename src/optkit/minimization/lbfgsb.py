@@ -65,6 +65,9 @@ References:
 
     J. L. Morales and J. Nocedal, "Remark on Algorithm 778: L-BFGS-B", ACM TOMS 38(1), 2011.
 
+    C. Zhu, R. H. Byrd, P. Lu and J. Nocedal, "Algorithm 778: L-BFGS-B, Fortran subroutines
+    for large-scale bound-constrained optimization", ACM TOMS 23(4), 550–560 (1997).
+
     J. J. Moré and D. J. Thuente, "Line search algorithms with guaranteed sufficient
     decrease", ACM TOMS 20(3), 286–307 (1994).
 """
@@ -716,12 +719,31 @@ def minimize_lbfgsb(
         'CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL'
 
     Notes:
+        Each iteration (BLNZ §3; the math is in the module docstring): the generalized Cauchy
+        point x^c, the first minimizer of the quadratic model along the projected gradient path
+        P(x − t g); the minimizer of the model over the variables free at x^c, projected on the
+        box (Morales–Nocedal) or backtracked into it; a Moré–Thuente line search along
+        d = x̄ − x, capped at the box; the pair (s, y), skipped when sᵀy ≤ ε·(−gᵀs). Without
+        finite bounds the Cauchy step is skipped once there are pairs, and the iteration is
+        L-BFGS with B₀ = θI and this line search. Cost per iteration O(m·n) plus
+        O(m²·(number of breakpoints passed)); the k × k algebra runs in NumPy on the CPU.
+
         Departures from SciPy, each for a reason: ``hess_inv`` holds the pairs oldest first
         (SciPy passes its circular buffer in storage order once more than ``maxcor`` updates
-        were made); a NaN/Inf trial point in the line search halves the step toward the best
-        one instead of feeding NaN to the Moré–Thuente interval, and NaN/Inf at x0 or at an
-        accepted point ends the run with status 3; the iteration runs in x0's dtype (SciPy:
-        always float64), with that dtype's ε in the curvature test.
+        were made, so its operator then mixes the pairs' order); a NaN/Inf trial point in the
+        line search halves the step toward the best one instead of feeding NaN to the
+        Moré–Thuente interval, and NaN/Inf at x0 or at an accepted point ends the run with
+        status 3 (SciPy ends with status 2, "ABNORMAL"); the iteration runs in x0's dtype
+        (SciPy: always float64), with that dtype's ε in the curvature test. Ties between
+        breakpoints are taken in index order (SciPy's heap takes them in heap order), which
+        only matters when the model's minimizer falls exactly on a shared breakpoint.
+
+    References:
+        Byrd, Lu, Nocedal & Zhu, "A limited memory algorithm for bound constrained
+        optimization", SIAM J. Sci. Comput. 16(5), 1190–1208, 1995. Morales & Nocedal, "Remark
+        on Algorithm 778: L-BFGS-B", ACM TOMS 38(1), 2011. Zhu, Byrd, Lu & Nocedal, "Algorithm
+        778: L-BFGS-B", ACM TOMS 23(4), 550–560, 1997. Moré & Thuente, "Line search algorithms
+        with guaranteed sufficient decrease", ACM TOMS 20(3), 286–307, 1994.
     """
     maxcor = _check("maxcor", maxcor, 1, True)
     ftol = _check("ftol", ftol, 0.0, False)
