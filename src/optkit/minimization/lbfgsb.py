@@ -795,7 +795,6 @@ def minimize_lbfgsb(
     it = 0  # iterations completed (L-BFGS-B's iter; also SciPy's nit)
     while True:
         # 1. generalized Cauchy point and 2. subspace minimization
-        z = None
         if constrained or mem.k == 0:
             xc, c, free = cauchy_point(x, g, lower, upper, mem)
         else:
@@ -814,7 +813,10 @@ def minimize_lbfgsb(
             stpmx = 1.0 if it == 0 else _max_step(x, d, lower, upper)
         else:
             stpmx = _BIG_STEP
-        stp = min(1.0 / dnorm, stpmx) if it == 0 and not boxed else 1.0
+        if it == 0 and not boxed:
+            stp = min(1.0 / dnorm, stpmx) if dnorm > 0 else stpmx
+        else:
+            stp = 1.0
         f_old, g_old, x_old = f, g, x
         gd_old = float(g @ d)
         ok = gd_old < 0 and stpmx > 0
