@@ -421,3 +421,38 @@ def test_minimize_dispatches_l_bfgs_b_the_scipy_way():
     np.testing.assert_allclose(res_t.x.numpy(), ref.x, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="unknown option"):
         optkit.minimize(rosen, x0, jac=rosen_der, method="L-BFGS-B", options={"xtol": 1.0})
+
+
+@PROPS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t0=st.floats(1e-3, 1e3),
+    gtol=st.sampled_from([0.9, 0.1, 0.01]),
+)
+def test_more_thuente_accepts_only_steps_meeting_both_conditions(seed, t0, gtol):
+    # phi(t) = a quartic bounded below with phi'(0) < 0
+    from optkit.minimization.more_thuente import MoreThuente
+
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0.1, 5.0, 3)
+    g0 = -rng.uniform(0.1, 10.0)
+
+    def phi(t):
+        return g0 * t + c[0] * t**2 - c[1] * t**3 / 10 + c[2] * t**4, (
+            g0 + 2 * c[0] * t - 0.3 * c[1] * t**2 + 4 * c[2] * t**3
+        )
+
+    ls = MoreThuente(gtol=gtol)
+    ls.start(0.0, g0, t0, 0.0, 1e10)
+    for _ in range(60):
+        f, g = phi(ls.stp)
+        task = ls.step(f, g)
+        if task != "fg":
+            break
+    # "converged": both conditions; "warning" (the interval fell below xtol = 0.1 relative
+    # width): the search ends at its best step, which has sufficient decrease
+    assert task in ("converged", "warning")
+    f, g = phi(ls.stp)
+    assert f <= 1e-3 * ls.stp * g0
+    if task == "converged":
+        assert abs(g) <= gtol * abs(g0)

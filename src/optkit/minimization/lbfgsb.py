@@ -40,7 +40,8 @@ Cholesky factorizations (L-BFGS-B's ``formk``). Then the step is projected on th
 x̄ = P(x^c + Z d̂) (Morales & Nocedal 2011); if that projection leaves an ascent direction,
 (x̄ − x)ᵀg > 0, the step backtracks instead to the largest α ≤ 1 with x^c + α Z d̂ in the box.
 
-**Line search.** Along d = x̄ − x, the Moré–Thuente search (MINPACK-2 ``dcsrch``, as L-BFGS-B:
+**Line search.** Along d = x̄ − x, the Moré–Thuente search (MINPACK-2 ``dcsrch``,
+:mod:`optkit.minimization.more_thuente`; as L-BFGS-B:
 ftol = 10⁻³, gtol = 0.9, xtol = 0.1), with the step capped at the box (t ≤ t_max, the largest t
 keeping x + t d feasible), first trial t = 1 (on the first iteration of a not fully boxed
 problem, t = min(1/‖d‖, 1)), at most ``maxls`` evaluations.
@@ -82,6 +83,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .more_thuente import MoreThuente
 from .result import OptimizeResult, Status
 
 __all__ = ["CompactLBFGS", "LbfgsInvHessProduct", "cauchy_point", "minimize_lbfgsb"]
@@ -461,163 +463,6 @@ def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
     return scipy.linalg.cho_solve((L, True), b)
 
 
-# --- the Moré–Thuente line search (MINPACK-2 dcsrch / dcstep) -------------------------------------
-def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
-    """One safeguarded step of the Moré–Thuente search: the new trial and the updated interval.
-
-    Returns (stx, fx, dx, sty, fy, dy, stp, brackt). Cases as Moré & Thuente §4: 1) higher f,
-    2) derivative sign change, 3) smaller |derivative|, 4) otherwise.
-    """
-    sgnd = dp * (dx / abs(dx)) if dx != 0.0 else math.nan  # NaN (no case 2) as MINPACK-2
-    if fp > fx:  # case 1: cubic or the midpoint toward the quadratic minimizer
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max((theta / s) ** 2 - (dx / s) * (dp / s), 0.0))
-        if stp < stx:
-            gamma = -gamma
-        p = (gamma - dx) + theta
-        q = ((gamma - dx) + gamma) + dp
-        stpc = stx + (p / q) * (stp - stx)
-        stpq = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
-        stpf = stpc if abs(stpc - stx) < abs(stpq - stx) else stpc + (stpq - stpc) / 2.0
-        brackt = True
-    elif sgnd < 0.0:  # case 2: cubic or secant, whichever is farther from stp
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max((theta / s) ** 2 - (dx / s) * (dp / s), 0.0))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = ((gamma - dp) + gamma) + dx
-        stpc = stp + (p / q) * (stx - stp)
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
-        brackt = True
-    elif abs(dp) < abs(dx):  # case 3: the cubic only if it tends to infinity in the step's way
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max(0.0, (theta / s) ** 2 - (dx / s) * (dp / s)))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = (gamma + (dx - dp)) + gamma
-        r = p / q
-        if r < 0.0 and gamma != 0.0:
-            stpc = stp + r * (stx - stp)
-        elif stp > stx:
-            stpc = stpmax
-        else:
-            stpc = stpmin
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        if brackt:
-            stpf = stpc if abs(stpc - stp) < abs(stpq - stp) else stpq
-            if stp > stx:
-                stpf = min(stp + 0.66 * (sty - stp), stpf)
-            else:
-                stpf = max(stp + 0.66 * (sty - stp), stpf)
-        else:
-            stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
-            stpf = max(stpmin, min(stpmax, stpf))
-    else:  # case 4: cubic through stp and sty, or the end of the interval
-        if brackt:
-            theta = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-            s = max(abs(theta), abs(dy), abs(dp))
-            gamma = s * math.sqrt(max((theta / s) ** 2 - (dy / s) * (dp / s), 0.0))
-            if stp > sty:
-                gamma = -gamma
-            p = (gamma - dp) + theta
-            q = ((gamma - dp) + gamma) + dy
-            stpf = stp + (p / q) * (sty - stp)
-        elif stp > stx:
-            stpf = stpmax
-        else:
-            stpf = stpmin
-    if fp > fx:
-        sty, fy, dy = stp, fp, dp
-    else:
-        if sgnd < 0.0:
-            sty, fy, dy = stx, fx, dx
-        stx, fx, dx = stp, fp, dp
-    return stx, fx, dx, sty, fy, dy, stpf, brackt
-
-
-class _MoreThuente:
-    """MINPACK-2's ``dcsrch`` as a stateful object: ``start`` then ``step`` per evaluation.
-
-    ``step(f, g)`` returns ``"fg"`` (evaluate at ``self.stp``), ``"converged"`` (both Wolfe
-    conditions hold: f ≤ f₀ + ftol·t·g₀ and |g| ≤ gtol·|g₀|) or ``"warning"`` (rounding
-    errors, the interval below xtol, or the step at stpmax/stpmin: accept the last trial).
-    """
-
-    def __init__(self, ftol=1e-3, gtol=0.9, xtol=0.1) -> None:
-        self.ftol, self.gtol, self.xtol = ftol, gtol, xtol
-
-    def start(self, f: float, g: float, stp: float, stpmin: float, stpmax: float) -> None:
-        self.stp, self.stpmin, self.stpmax = stp, stpmin, stpmax
-        self.brackt, self.stage = False, 1
-        self.finit, self.ginit = f, g
-        self.gtest = self.ftol * g
-        self.width = stpmax - stpmin
-        self.width1 = self.width / 0.5
-        self.stx, self.fx, self.gx = 0.0, f, g
-        self.sty, self.fy, self.gy = 0.0, f, g
-        self.stmin, self.stmax = 0.0, stp + 4.0 * stp
-
-    def step(self, f: float, g: float) -> str:
-        stp = self.stp
-        ftest = self.finit + stp * self.gtest
-        if self.stage == 1 and f <= ftest and g >= 0.0:
-            self.stage = 2
-        task = "fg"
-        if self.brackt and (stp <= self.stmin or stp >= self.stmax):
-            task = "warning"
-        if self.brackt and self.stmax - self.stmin <= self.xtol * self.stmax:
-            task = "warning"
-        if stp == self.stpmax and f <= ftest and g <= self.gtest:
-            task = "warning"
-        if stp == self.stpmin and (f > ftest or g >= self.gtest):
-            task = "warning"
-        if f <= ftest and abs(g) <= self.gtol * (-self.ginit):
-            task = "converged"
-        if task != "fg":
-            return task
-        gt = self.gtest
-        if self.stage == 1 and f <= self.fx and f > ftest:  # the modified function ψ
-            out = _dcstep(
-                self.stx, self.fx - self.stx * gt, self.gx - gt,
-                self.sty, self.fy - self.sty * gt, self.gy - gt,
-                stp, f - stp * gt, g - gt, self.brackt, self.stmin, self.stmax,
-            )  # fmt: skip
-            stx, fxm, gxm, sty, fym, gym, stp, self.brackt = out
-            self.stx, self.sty = stx, sty
-            self.fx, self.fy = fxm + stx * gt, fym + sty * gt
-            self.gx, self.gy = gxm + gt, gym + gt
-        else:
-            out = _dcstep(
-                self.stx, self.fx, self.gx, self.sty, self.fy, self.gy,
-                stp, f, g, self.brackt, self.stmin, self.stmax,
-            )  # fmt: skip
-            self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, self.brackt = out
-        if self.brackt:
-            if abs(self.sty - self.stx) >= 0.66 * self.width1:
-                stp = self.stx + 0.5 * (self.sty - self.stx)
-            self.width1 = self.width
-            self.width = abs(self.sty - self.stx)
-            self.stmin, self.stmax = min(self.stx, self.sty), max(self.stx, self.sty)
-        else:
-            self.stmin = stp + 1.1 * (stp - self.stx)
-            self.stmax = stp + 4.0 * (stp - self.stx)
-        stp = min(max(stp, self.stpmin), self.stpmax)
-        if self.brackt and (
-            stp <= self.stmin
-            or stp >= self.stmax
-            or self.stmax - self.stmin <= self.xtol * self.stmax
-        ):
-            stp = self.stx
-        self.stp = stp
-        return "fg"
-
-
 def _max_step(x, d, lower, upper) -> float:
     """Largest t ≤ 10¹⁰ with x + t·d inside the box (L-BFGS-B's ``stpmx``)."""
     t = _BIG_STEP
@@ -766,7 +611,7 @@ def minimize_lbfgsb(
     constrained = bool((has_l | has_u).any())
     boxed = bool((has_l & has_u).all())
     mem = CompactLBFGS(n, maxcor, x.dtype, x.device)
-    search = _MoreThuente()
+    search = MoreThuente()
 
     def finish(status: Status, message: str, nit: int) -> OptimizeResult:
         hess_inv = LbfgsInvHessProduct(mem.S, mem.Y)
