@@ -4,8 +4,8 @@ Layout: ``api`` (entry points and the :data:`METHODS` registry), ``objective`` (
 autograd or user callables, caching, counters, NumPy bridge), ``line_search`` (strong Wolfe and
 Armijo on a scalar phi), ``directions`` (steepest descent, Newton, Newton-CG, BFGS, L-BFGS),
 ``_loop`` (the one descent loop), ``first_order`` (gd … adamw through ``optkit.optim``),
-``lbfgsb`` (L-BFGS-B with bounds, :class:`LbfgsInvHessProduct`), ``result``
-(:class:`OptimizeResult`, :class:`Status`).
+``lbfgsb`` (L-BFGS-B with bounds, :class:`LbfgsInvHessProduct`), ``more_thuente`` (its
+line search, MINPACK-2's dcsrch), ``result`` (:class:`OptimizeResult`, :class:`Status`).
 """
 
 from .api import METHODS, Method, minimize, minimize_module
