@@ -122,6 +122,14 @@ def test_problem_set_in_a_box_matches_scipy(name):
         assert_matches(ref, res, xtol=1e-3, count_slack=0.2, gtol=1e-2)
 
 
+@pytest.mark.parametrize("name", ["rosenbrock_10", "beale", "wood", "watson_6", "osborne1"])
+def test_without_bounds_matches_scipy(name):
+    # no finite bound: L-BFGS-B skips the Cauchy point once it has pairs (the L-BFGS step)
+    p = problems.PROBLEMS[name]
+    ref, res = both(p.fun, p.x0.numpy(), [(None, None)] * p.dim)
+    assert_matches(ref, res, xtol=1e-7)
+
+
 def test_all_variables_fixed_matches_scipy_fmin_l_bfgs_b():
     # minimize() short-cuts lower == upper everywhere; the solver itself (fmin_l_bfgs_b) stops at
     # x0 with a zero projected gradient, nit = 0 and one evaluation
@@ -389,3 +397,62 @@ def test_cauchy_point_minimizes_the_model_along_the_projected_path(seed, n, k):
         for t in (t_c * (1 - 1e-6), t_c * (1 + 1e-6)):
             z = torch.minimum(torch.maximum(x - t * g, lo), hi)
             assert model(z) >= m_c - 1e-12 * max(1.0, abs(m_c))
+
+
+def test_minimize_dispatches_l_bfgs_b_the_scipy_way():
+    from scipy.optimize import Bounds, rosen, rosen_der
+
+    import optkit
+
+    rosen_t = globals()["rosen"]  # the torch Rosenbrock of this file
+
+    x0, pairs = np.array([3.0, -1.0, 3.0]), [(0.0, 2.0), (None, 0.5), (-1.0, None)]
+    kw = {"method": "L-BFGS-B", "bounds": pairs, "tol": 1e-9, "options": {"maxcor": 50}}
+    ref = minimize(rosen, x0, jac=rosen_der, **kw)
+    res = optkit.minimize(rosen, x0, jac=rosen_der, **kw)
+    assert isinstance(res.x, np.ndarray) and isinstance(res.hess_inv.todense(), np.ndarray)
+    np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-10)
+    assert (res.nit, res.nfev, res.message) == (ref.nit, ref.nfev, ref.message)
+    np.testing.assert_allclose(res.hess_inv.todense(), ref.hess_inv.todense(), rtol=1e-6)
+    # torch in, torch out; a Bounds object; autograd derivatives
+    box = Bounds([0.0, -np.inf, -1.0], [2.0, 0.5, np.inf])
+    res_t = optkit.minimize(rosen_t, torch.tensor(x0), method="L-BFGS-B", bounds=box, tol=1e-9)
+    assert isinstance(res_t.x, torch.Tensor)
+    np.testing.assert_allclose(res_t.x.numpy(), ref.x, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown option"):
+        optkit.minimize(rosen, x0, jac=rosen_der, method="L-BFGS-B", options={"xtol": 1.0})
+
+
+@PROPS
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t0=st.floats(1e-3, 1e3),
+    gtol=st.sampled_from([0.9, 0.1, 0.01]),
+)
+def test_more_thuente_accepts_only_steps_meeting_both_conditions(seed, t0, gtol):
+    # phi(t) = a quartic bounded below with phi'(0) < 0
+    from optkit.minimization.more_thuente import MoreThuente
+
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0.1, 5.0, 3)
+    g0 = -rng.uniform(0.1, 10.0)
+
+    def phi(t):
+        return g0 * t + c[0] * t**2 - c[1] * t**3 / 10 + c[2] * t**4, (
+            g0 + 2 * c[0] * t - 0.3 * c[1] * t**2 + 4 * c[2] * t**3
+        )
+
+    ls = MoreThuente(gtol=gtol)
+    ls.start(0.0, g0, t0, 0.0, 1e10)
+    for _ in range(60):
+        f, g = phi(ls.stp)
+        task = ls.step(f, g)
+        if task != "fg":
+            break
+    # "converged": both conditions; "warning" (the interval fell below xtol = 0.1 relative
+    # width): the search ends at its best step, which has sufficient decrease
+    assert task in ("converged", "warning")
+    f, g = phi(ls.stp)
+    assert f <= 1e-3 * ls.stp * g0
+    if task == "converged":
+        assert abs(g) <= gtol * abs(g0)

@@ -6,19 +6,23 @@ callables or finite differences; caching, counters, the NumPy bridge), ``line_se
 Wolfe and Armijo on a scalar phi), ``directions`` (steepest descent, Newton, Newton-CG, BFGS,
 L-BFGS), ``_loop`` (the one descent loop), ``_cpu_blas`` (NumPy/BLAS fast paths for small CPU
 problems), ``first_order`` (gd … adamw through ``optkit.optim``), ``lbfgsb`` (bound-constrained
-L-BFGS-B), ``result`` (:class:`OptimizeResult`, :class:`Status`, :class:`InverseHessianProduct`).
+L-BFGS-B, :class:`LbfgsInvHessProduct`), ``more_thuente`` (its line search, MINPACK-2's
+dcsrch), ``result`` (:class:`OptimizeResult`, :class:`Status`, :class:`InverseHessianProduct`).
 """
 
 from .api import METHODS, Method, minimize, minimize_module
+from .lbfgsb import LbfgsInvHessProduct, minimize_lbfgsb
 from .result import InverseHessianProduct, OptimizeResult, Status, Trajectory
 
 __all__ = [
     "METHODS",
     "InverseHessianProduct",
+    "LbfgsInvHessProduct",
     "Method",
     "OptimizeResult",
     "Status",
     "Trajectory",
     "minimize",
+    "minimize_lbfgsb",
     "minimize_module",
 ]

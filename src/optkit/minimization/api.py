@@ -29,6 +29,7 @@ from .._checks import check_choice, check_int, check_number, check_pair
 from . import directions
 from ._loop import LoopResult, descent_loop
 from .first_order import first_order_loop
+from .lbfgsb import LbfgsInvHessProduct
 from .objective import (
     FD_SCHEMES,
     AutogradObjective,
@@ -640,9 +641,12 @@ def _callback(callback: Any, to_user: Callable, objective: Objective, spec: Meth
 
 
 def _user_kind(value: Any, kind: str) -> Any:
-    """A flat vector, matrix or InverseHessianProduct in the user's kind (NumPy or torch)."""
+    """A flat vector, matrix or inverse-Hessian operator in the user's kind (NumPy or torch)."""
     if value is None:
         return None
+    if isinstance(value, LbfgsInvHessProduct):  # L-BFGS-B's: NumPy in, NumPy out already
+        value.numpy = kind == "numpy"
+        return value
     if isinstance(value, InverseHessianProduct):
         if kind == "numpy" and isinstance(value.sk, torch.Tensor):
             return InverseHessianProduct(

@@ -40,7 +40,8 @@ Cholesky factorizations (L-BFGS-B's ``formk``). Then the step is projected on th
 x̄ = P(x^c + Z d̂) (Morales & Nocedal 2011); if that projection leaves an ascent direction,
 (x̄ − x)ᵀg > 0, the step backtracks instead to the largest α ≤ 1 with x^c + α Z d̂ in the box.
 
-**Line search.** Along d = x̄ − x, the Moré–Thuente search (MINPACK-2 ``dcsrch``, as L-BFGS-B:
+**Line search.** Along d = x̄ − x, the Moré–Thuente search (MINPACK-2 ``dcsrch``,
+:mod:`optkit.minimization.more_thuente`; as L-BFGS-B:
 ftol = 10⁻³, gtol = 0.9, xtol = 0.1), with the step capped at the box (t ≤ t_max, the largest t
 keeping x + t d feasible), first trial t = 1 (on the first iteration of a not fully boxed
 problem, t = min(1/‖d‖, 1)), at most ``maxls`` evaluations.
@@ -65,6 +66,9 @@ References:
 
     J. L. Morales and J. Nocedal, "Remark on Algorithm 778: L-BFGS-B", ACM TOMS 38(1), 2011.
 
+    C. Zhu, R. H. Byrd, P. Lu and J. Nocedal, "Algorithm 778: L-BFGS-B, Fortran subroutines
+    for large-scale bound-constrained optimization", ACM TOMS 23(4), 550–560 (1997).
+
     J. J. Moré and D. J. Thuente, "Line search algorithms with guaranteed sufficient
     decrease", ACM TOMS 20(3), 286–307 (1994).
 """
@@ -76,8 +80,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import torch
 
+from .more_thuente import MoreThuente
 from .result import OptimizeResult, Status
 
 __all__ = ["CompactLBFGS", "LbfgsInvHessProduct", "cauchy_point", "minimize_lbfgsb"]
@@ -210,27 +216,46 @@ class LbfgsInvHessProduct:
 
 
 # --- the compact representation ------------------------------------------------------------------
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for matrices; on the CPU through NumPy views (no copy), since torch's CPU GEMM
+    enters its thread pool even for 10 × 10 products, which costs milliseconds on a loaded
+    machine; elsewhere torch's."""
+    if a.device.type == "cpu":
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
+
+
+def _small(t: torch.Tensor) -> np.ndarray:
+    """A k-sized tensor as a NumPy array on the CPU, where the 2k × 2k algebra runs."""
+    return t.detach().cpu().numpy()
+
+
 class CompactLBFGS:
     """The last ``m`` curvature pairs and B = θI − W M Wᵀ (module docstring, BNS94 eq. 3.2).
 
+    The n-sized data (S, Y, W) stay tensors on x's device; the k × k matrices (SᵀY, SᵀS, the
+    factor of T, M) are small NumPy arrays on the CPU.
+
     Attributes:
-        S, Y: ``(k, n)`` pairs, oldest first. SY: ``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j (lower part).
-        SS: ``SᵀS`` (k × k). theta: θ. M: the ``2k × 2k`` middle matrix, None when k = 0.
+        S, Y: ``(k, n)`` pairs, oldest first. Wt: Wᵀ = [Y; θS] (2k × n).
+        SY: ``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j (the lower part is what B needs). SS: ``SᵀS``.
+        theta: θ. M: the ``2k × 2k`` middle matrix (NumPy), M_t: the same on x's device.
     """
 
     def __init__(self, n: int, m: int, dtype: torch.dtype, device: torch.device) -> None:
         self.n, self.m, self.dtype, self.device = n, m, dtype, device
+        self.np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         self.reset()
 
     def reset(self) -> None:
         """Forget every pair: B = I."""
         z = torch.zeros(0, self.n, dtype=self.dtype, device=self.device)
-        self.S, self.Y = z, z.clone()
-        self.SY = torch.zeros(0, 0, dtype=self.dtype, device=self.device)
-        self.SS = self.SY.clone()
+        self.S, self.Y, self.Wt = z, z.clone(), z.clone()
+        self.SY = np.zeros((0, 0), dtype=self.np_dtype)
+        self.SS = self.SY.copy()
         self.theta = 1.0
-        self.M: torch.Tensor | None = None
-        self.Wt = torch.zeros(0, self.n, dtype=self.dtype, device=self.device)
+        self.M = np.zeros((0, 0), dtype=self.np_dtype)
+        self.M_t = torch.zeros(0, 0, dtype=self.dtype, device=self.device)
 
     @property
     def k(self) -> int:
@@ -242,16 +267,13 @@ class CompactLBFGS:
         if self.k == self.m:
             S, Y, SY, SS = S[1:], Y[1:], SY[1:, 1:], SS[1:, 1:]
         k = S.shape[0] + 1
-        sy_row = Y @ s  # s_newᵀ y_j
-        ss_col = S @ s
-        SYn = torch.zeros(k, k, dtype=self.dtype, device=self.device)
+        SYn = np.zeros((k, k), dtype=self.np_dtype)
         SYn[:-1, :-1] = SY
-        SYn[-1, :-1] = sy_row
+        SYn[-1, :-1] = _small(Y @ s)  # s_newᵀ y_j
         SYn[-1, -1] = sty
-        SSn = torch.zeros(k, k, dtype=self.dtype, device=self.device)
+        SSn = np.zeros((k, k), dtype=self.np_dtype)
         SSn[:-1, :-1] = SS
-        SSn[:-1, -1] = ss_col
-        SSn[-1, :-1] = ss_col
+        SSn[:-1, -1] = SSn[-1, :-1] = _small(S @ s)
         SSn[-1, -1] = sts
         self.S = torch.cat([S, s[None]])
         self.Y = torch.cat([Y, y[None]])
@@ -261,25 +283,30 @@ class CompactLBFGS:
 
     def _form_middle(self) -> bool:
         """M = [[−D, Lᵀ], [L, θSᵀS]]⁻¹ through the Cholesky factor of T = θSᵀS + L D⁻¹ Lᵀ."""
-        theta, D = self.theta, torch.diagonal(self.SY)
-        L = torch.tril(self.SY, -1)
+        theta, D = self.theta, np.diag(self.SY).copy()
+        L = np.tril(self.SY, -1)
         LDinv = L / D  # L D⁻¹
         T = theta * self.SS + LDinv @ L.T
-        J, info = torch.linalg.cholesky_ex(T)
-        if int(info) != 0:
+        try:
+            J = np.linalg.cholesky(T)
+        except np.linalg.LinAlgError:
             return False
-        Tinv = torch.cholesky_inverse(J)
+        Jinv = np.linalg.inv(J)
+        Tinv = Jinv.T @ Jinv
         M12 = LDinv.T @ Tinv  # D⁻¹ Lᵀ T⁻¹
-        M11 = torch.diag(-1.0 / D) + M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
-        self.M = torch.cat([torch.cat([M11, M12], 1), torch.cat([M12.T, Tinv], 1)], 0)
+        M11 = np.diag(-1.0 / D) + M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
+        self.M = np.block([[M11, M12], [M12.T, Tinv]])
+        self.M_t = torch.from_numpy(self.M).to(device=self.device)
         self.Wt = torch.cat([self.Y, theta * self.S])  # Wᵀ
-        return bool(torch.isfinite(self.M).all())
+        return bool(np.isfinite(self.M).all())
 
     def B_times(self, v: torch.Tensor) -> torch.Tensor:
-        """``B v`` (used by the tests and by the subspace step's right-hand side)."""
+        """``B v`` for a vector or an n × p matrix."""
         if self.k == 0:
             return v.clone()
-        return self.theta * v - self.Wt.T @ (self.M @ (self.Wt @ v))
+        if v.ndim == 1:
+            return self.theta * v - self.Wt.T @ (self.M_t @ (self.Wt @ v))
+        return self.theta * v - _mm(self.Wt.T, _mm(self.M_t, _mm(self.Wt, v)))
 
     def dense(self) -> torch.Tensor:
         """The dense ``n × n`` matrix B (for tests and small problems)."""
@@ -333,7 +360,7 @@ def cauchy_point(
     f1_0 = -dd
     f2_org = theta * dd
     p0 = mem.Wt @ d if k else zero2k
-    M = mem.M
+    M = mem.M_t
     if nb == 0:
         f2 = f2_org - (p0 @ (M @ p0)) if k else f2_org
         dtm = max(float(-f1_0 / f2), 0.0)
@@ -351,7 +378,7 @@ def cauchy_point(
         P = p0 - torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(db[:, None] * Wb, 0)])
         dt = tj[1:] - tj[:-1]
         C = torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(dt[:, None] * P[:-1], 0)])
-        MP = P @ M
+        MP = _mm(P, M)
         f2 = theta * D - (MP * P).sum(1)
         f1 = -D + theta * tj * D - (MP * C).sum(1)
     else:
@@ -388,25 +415,25 @@ def _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained):
     if not constrained:
         r = -g
     else:
-        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M @ c))[fi]
+        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M_t @ c))[fi]
     Yf, Sf = mem.Y[:, fi], mem.S[:, fi]
-    Dg = torch.diagonal(mem.SY)
-    A1 = torch.diag(Dg) + (Yf @ Yf.T) / theta
-    Bm = torch.tril(mem.SY, -1) - Sf @ Yf.T
-    Cm = theta * (mem.SS - Sf @ Sf.T)
-    La, info = torch.linalg.cholesky_ex(A1)
-    if int(info) != 0:
+    YY, SYf, SSf = (_small(_mm(a, b.T)) for a, b in ((Yf, Yf), (Sf, Yf), (Sf, Sf)))
+    A1 = np.diag(np.diag(mem.SY)) + YY / theta  # D + ŶᵀŶ/θ
+    Bm = np.tril(mem.SY, -1) - SYf  # L − ŜᵀŶ
+    Cm = theta * (mem.SS - SSf)  # θ(SᵀS − ŜᵀŜ)
+    try:
+        La = np.linalg.cholesky(A1)
+        AinvBt = _cho_solve(La, Bm.T)  # A1⁻¹ Bᵀ
+        Sc = Cm + Bm @ AinvBt
+        Ls = np.linalg.cholesky(0.5 * (Sc + Sc.T))
+    except np.linalg.LinAlgError:
         return None
-    AinvBt = torch.cholesky_solve(Bm.T, La)  # A1⁻¹ Bᵀ
-    Sc = Cm + Bm @ AinvBt
-    Ls, info = torch.linalg.cholesky_ex(0.5 * (Sc + Sc.T))
-    if int(info) != 0:
-        return None
-    b1, b2 = Yf @ r, theta * (Sf @ r)
-    Ainvb1 = torch.cholesky_solve(b1[:, None], La)[:, 0]
-    v2 = torch.cholesky_solve((b2 + Bm @ Ainvb1)[:, None], Ls)[:, 0]
+    b1, b2 = _small(Yf @ r), theta * _small(Sf @ r)
+    Ainvb1 = _cho_solve(La, b1)
+    v2 = _cho_solve(Ls, b2 + Bm @ Ainvb1)
     v1 = AinvBt @ v2 - Ainvb1
-    dhat = (r + (Yf.T @ v1) / theta + Sf.T @ v2) / theta
+    v1_t, v2_t = (torch.from_numpy(v).to(device=x.device) for v in (v1, v2))
+    dhat = (r + (Yf.T @ v1_t) / theta + Sf.T @ v2_t) / theta
     if not bool(torch.isfinite(dhat).all()):
         return None
     z = xc.clone()
@@ -431,161 +458,9 @@ def _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained):
     return z
 
 
-# --- the Moré–Thuente line search (MINPACK-2 dcsrch / dcstep) -------------------------------------
-def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
-    """One safeguarded step of the Moré–Thuente search: the new trial and the updated interval.
-
-    Returns (stx, fx, dx, sty, fy, dy, stp, brackt). Cases as Moré & Thuente §4: 1) higher f,
-    2) derivative sign change, 3) smaller |derivative|, 4) otherwise.
-    """
-    sgnd = dp * (dx / abs(dx)) if dx != 0.0 else math.nan  # NaN (no case 2) as MINPACK-2
-    if fp > fx:  # case 1: cubic or the midpoint toward the quadratic minimizer
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max((theta / s) ** 2 - (dx / s) * (dp / s), 0.0))
-        if stp < stx:
-            gamma = -gamma
-        p = (gamma - dx) + theta
-        q = ((gamma - dx) + gamma) + dp
-        stpc = stx + (p / q) * (stp - stx)
-        stpq = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
-        stpf = stpc if abs(stpc - stx) < abs(stpq - stx) else stpc + (stpq - stpc) / 2.0
-        brackt = True
-    elif sgnd < 0.0:  # case 2: cubic or secant, whichever is farther from stp
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max((theta / s) ** 2 - (dx / s) * (dp / s), 0.0))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = ((gamma - dp) + gamma) + dx
-        stpc = stp + (p / q) * (stx - stp)
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
-        brackt = True
-    elif abs(dp) < abs(dx):  # case 3: the cubic only if it tends to infinity in the step's way
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max(0.0, (theta / s) ** 2 - (dx / s) * (dp / s)))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = (gamma + (dx - dp)) + gamma
-        r = p / q
-        if r < 0.0 and gamma != 0.0:
-            stpc = stp + r * (stx - stp)
-        elif stp > stx:
-            stpc = stpmax
-        else:
-            stpc = stpmin
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        if brackt:
-            stpf = stpc if abs(stpc - stp) < abs(stpq - stp) else stpq
-            if stp > stx:
-                stpf = min(stp + 0.66 * (sty - stp), stpf)
-            else:
-                stpf = max(stp + 0.66 * (sty - stp), stpf)
-        else:
-            stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
-            stpf = max(stpmin, min(stpmax, stpf))
-    else:  # case 4: cubic through stp and sty, or the end of the interval
-        if brackt:
-            theta = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-            s = max(abs(theta), abs(dy), abs(dp))
-            gamma = s * math.sqrt(max((theta / s) ** 2 - (dy / s) * (dp / s), 0.0))
-            if stp > sty:
-                gamma = -gamma
-            p = (gamma - dp) + theta
-            q = ((gamma - dp) + gamma) + dy
-            stpf = stp + (p / q) * (sty - stp)
-        elif stp > stx:
-            stpf = stpmax
-        else:
-            stpf = stpmin
-    if fp > fx:
-        sty, fy, dy = stp, fp, dp
-    else:
-        if sgnd < 0.0:
-            sty, fy, dy = stx, fx, dx
-        stx, fx, dx = stp, fp, dp
-    return stx, fx, dx, sty, fy, dy, stpf, brackt
-
-
-class _MoreThuente:
-    """MINPACK-2's ``dcsrch`` as a stateful object: ``start`` then ``step`` per evaluation.
-
-    ``step(f, g)`` returns ``"fg"`` (evaluate at ``self.stp``), ``"converged"`` (both Wolfe
-    conditions hold: f ≤ f₀ + ftol·t·g₀ and |g| ≤ gtol·|g₀|) or ``"warning"`` (rounding
-    errors, the interval below xtol, or the step at stpmax/stpmin: accept the last trial).
-    """
-
-    def __init__(self, ftol=1e-3, gtol=0.9, xtol=0.1) -> None:
-        self.ftol, self.gtol, self.xtol = ftol, gtol, xtol
-
-    def start(self, f: float, g: float, stp: float, stpmin: float, stpmax: float) -> None:
-        self.stp, self.stpmin, self.stpmax = stp, stpmin, stpmax
-        self.brackt, self.stage = False, 1
-        self.finit, self.ginit = f, g
-        self.gtest = self.ftol * g
-        self.width = stpmax - stpmin
-        self.width1 = self.width / 0.5
-        self.stx, self.fx, self.gx = 0.0, f, g
-        self.sty, self.fy, self.gy = 0.0, f, g
-        self.stmin, self.stmax = 0.0, stp + 4.0 * stp
-
-    def step(self, f: float, g: float) -> str:
-        stp = self.stp
-        ftest = self.finit + stp * self.gtest
-        if self.stage == 1 and f <= ftest and g >= 0.0:
-            self.stage = 2
-        task = "fg"
-        if self.brackt and (stp <= self.stmin or stp >= self.stmax):
-            task = "warning"
-        if self.brackt and self.stmax - self.stmin <= self.xtol * self.stmax:
-            task = "warning"
-        if stp == self.stpmax and f <= ftest and g <= self.gtest:
-            task = "warning"
-        if stp == self.stpmin and (f > ftest or g >= self.gtest):
-            task = "warning"
-        if f <= ftest and abs(g) <= self.gtol * (-self.ginit):
-            task = "converged"
-        if task != "fg":
-            return task
-        gt = self.gtest
-        if self.stage == 1 and f <= self.fx and f > ftest:  # the modified function ψ
-            out = _dcstep(
-                self.stx, self.fx - self.stx * gt, self.gx - gt,
-                self.sty, self.fy - self.sty * gt, self.gy - gt,
-                stp, f - stp * gt, g - gt, self.brackt, self.stmin, self.stmax,
-            )  # fmt: skip
-            stx, fxm, gxm, sty, fym, gym, stp, self.brackt = out
-            self.stx, self.sty = stx, sty
-            self.fx, self.fy = fxm + stx * gt, fym + sty * gt
-            self.gx, self.gy = gxm + gt, gym + gt
-        else:
-            out = _dcstep(
-                self.stx, self.fx, self.gx, self.sty, self.fy, self.gy,
-                stp, f, g, self.brackt, self.stmin, self.stmax,
-            )  # fmt: skip
-            self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, self.brackt = out
-        if self.brackt:
-            if abs(self.sty - self.stx) >= 0.66 * self.width1:
-                stp = self.stx + 0.5 * (self.sty - self.stx)
-            self.width1 = self.width
-            self.width = abs(self.sty - self.stx)
-            self.stmin, self.stmax = min(self.stx, self.sty), max(self.stx, self.sty)
-        else:
-            self.stmin = stp + 1.1 * (stp - self.stx)
-            self.stmax = stp + 4.0 * (stp - self.stx)
-        stp = min(max(stp, self.stpmin), self.stpmax)
-        if self.brackt and (
-            stp <= self.stmin
-            or stp >= self.stmax
-            or self.stmax - self.stmin <= self.xtol * self.stmax
-        ):
-            stp = self.stx
-        self.stp = stp
-        return "fg"
+def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve (L Lᵀ) x = b for a lower Cholesky factor L."""
+    return scipy.linalg.cho_solve((L, True), b)
 
 
 def _max_step(x, d, lower, upper) -> float:
@@ -689,12 +564,31 @@ def minimize_lbfgsb(
         'CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL'
 
     Notes:
+        Each iteration (BLNZ §3; the math is in the module docstring): the generalized Cauchy
+        point x^c, the first minimizer of the quadratic model along the projected gradient path
+        P(x − t g); the minimizer of the model over the variables free at x^c, projected on the
+        box (Morales–Nocedal) or backtracked into it; a Moré–Thuente line search along
+        d = x̄ − x, capped at the box; the pair (s, y), skipped when sᵀy ≤ ε·(−gᵀs). Without
+        finite bounds the Cauchy step is skipped once there are pairs, and the iteration is
+        L-BFGS with B₀ = θI and this line search. Cost per iteration O(m·n) plus
+        O(m²·(number of breakpoints passed)); the k × k algebra runs in NumPy on the CPU.
+
         Departures from SciPy, each for a reason: ``hess_inv`` holds the pairs oldest first
         (SciPy passes its circular buffer in storage order once more than ``maxcor`` updates
-        were made); a NaN/Inf trial point in the line search halves the step toward the best
-        one instead of feeding NaN to the Moré–Thuente interval, and NaN/Inf at x0 or at an
-        accepted point ends the run with status 3; the iteration runs in x0's dtype (SciPy:
-        always float64), with that dtype's ε in the curvature test.
+        were made, so its operator then mixes the pairs' order); a NaN/Inf trial point in the
+        line search halves the step toward the best one instead of feeding NaN to the
+        Moré–Thuente interval, and NaN/Inf at x0 or at an accepted point ends the run with
+        status 3 (SciPy ends with status 2, "ABNORMAL"); the iteration runs in x0's dtype
+        (SciPy: always float64), with that dtype's ε in the curvature test. Ties between
+        breakpoints are taken in index order (SciPy's heap takes them in heap order), which
+        only matters when the model's minimizer falls exactly on a shared breakpoint.
+
+    References:
+        Byrd, Lu, Nocedal & Zhu, "A limited memory algorithm for bound constrained
+        optimization", SIAM J. Sci. Comput. 16(5), 1190–1208, 1995. Morales & Nocedal, "Remark
+        on Algorithm 778: L-BFGS-B", ACM TOMS 38(1), 2011. Zhu, Byrd, Lu & Nocedal, "Algorithm
+        778: L-BFGS-B", ACM TOMS 23(4), 550–560, 1997. Moré & Thuente, "Line search algorithms
+        with guaranteed sufficient decrease", ACM TOMS 20(3), 286–307, 1994.
     """
     maxcor = _check("maxcor", maxcor, 1, True)
     ftol = _check("ftol", ftol, 0.0, False)
@@ -717,7 +611,7 @@ def minimize_lbfgsb(
     constrained = bool((has_l | has_u).any())
     boxed = bool((has_l & has_u).all())
     mem = CompactLBFGS(n, maxcor, x.dtype, x.device)
-    search = _MoreThuente()
+    search = MoreThuente()
 
     def finish(status: Status, message: str, nit: int) -> OptimizeResult:
         hess_inv = LbfgsInvHessProduct(mem.S, mem.Y)
@@ -746,7 +640,6 @@ def minimize_lbfgsb(
     it = 0  # iterations completed (L-BFGS-B's iter; also SciPy's nit)
     while True:
         # 1. generalized Cauchy point and 2. subspace minimization
-        z = None
         if constrained or mem.k == 0:
             xc, c, free = cauchy_point(x, g, lower, upper, mem)
         else:
@@ -765,7 +658,10 @@ def minimize_lbfgsb(
             stpmx = 1.0 if it == 0 else _max_step(x, d, lower, upper)
         else:
             stpmx = _BIG_STEP
-        stp = min(1.0 / dnorm, stpmx) if it == 0 and not boxed else 1.0
+        if it == 0 and not boxed:
+            stp = min(1.0 / dnorm, stpmx) if dnorm > 0 else stpmx
+        else:
+            stp = 1.0
         f_old, g_old, x_old = f, g, x
         gd_old = float(g @ d)
         ok = gd_old < 0 and stpmx > 0
