@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench gpu-check lint format clean
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: install demo test test-all bench docs gpu-check lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,16 @@ gpu-check:
 	echo "gpu-check: device tests exit $$tests, gpu_step.py exit $$bench"; \
 	test $$tests -eq 0 && test $$bench -eq 0
 
+# The documentation site (Sphinx + MyST-NB: the lecture pages run at build time) into
+# docs/_build/html; warnings are errors, and --keep-going lists all of them before failing.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev,docs]" "$(TORCH)"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "site: docs/_build/html/index.html"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -64,4 +76,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache demo-output
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache demo-output docs/_build docs/api/generated

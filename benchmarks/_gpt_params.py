@@ -46,6 +46,13 @@ class GPT(nn.Module):
             x = block(x)
         return self.head(self.ln_f(x))
 
+    # the transformers convention: optkit.Muon(model) reads the input layer and the head here
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
+
 
 def gpt_like_model(d: int = 512, layers: int = 6, vocab: int = 8192, seed: int = 0) -> GPT:
     """The benchmark model, deterministic for a seed."""

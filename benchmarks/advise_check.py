@@ -11,6 +11,8 @@ share of problems (solved by at least one method) where the advised method is wi
 fastest. Target: ≥ 80 %.
 
     python benchmarks/advise_check.py [--repeats 3] [--quick]
+
+Results, with the machine and date they were measured on: docs/benchmarks/advise_check.md.
 """
 
 from __future__ import annotations

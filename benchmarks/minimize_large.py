@@ -9,6 +9,8 @@ Target: time per iteration <= 1.5x SciPy's. Memory: L-BFGS keeps 2·m vectors of
 (2·10·10^6·8 B = 160 MB), nothing O(n²).
 
     python benchmarks/minimize_large.py [--n 1000000] [--repeat 2]
+
+Results, with the machine and date they were measured on: docs/benchmarks/minimize_large.md.
 """
 
 from __future__ import annotations

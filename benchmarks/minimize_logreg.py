@@ -32,6 +32,8 @@ Data: synthetic 50 000 x 200 (binary, NumPy PCG64 seed 0) and sklearn's digits (
 
     python benchmarks/minimize_logreg.py [--repeat 7] [--small] [--data digits]
         [--methods lbfgs newton-cg]
+
+Results, with the machine and date they were measured on: docs/benchmarks/minimize_logreg.md.
 """
 
 from __future__ import annotations
@@ -113,8 +115,8 @@ def run_optkit(objective, shape, method, bar):
     reached = []
     t0 = time.perf_counter()
 
-    def cb(r):
-        if not reached and r.fun <= bar:
+    def cb(intermediate_result):
+        if not reached and intermediate_result.fun <= bar:
             reached.append(time.perf_counter() - t0)
 
     fun, jac, hessp = objective()

@@ -10,6 +10,8 @@ Printed per pairing: problems solved, median nfev ratio optkit / anchor over the
 solve, and total wall time (best of --repeat runs per problem).
 
     python benchmarks/minimize_vs_scipy.py [--repeat 3] [--problems a,b,...]
+
+Results, with the machine and date they were measured on: docs/benchmarks/minimize_vs_scipy.md.
 """
 
 from __future__ import annotations

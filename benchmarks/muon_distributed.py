@@ -23,6 +23,8 @@ Measured, with anchors run beside optkit in the same process:
    the optimizer step alone.
 
 Numbers are medians over ``--reps`` repetitions; rank 0 prints.
+
+Results, with the machine and date they were measured on: docs/benchmarks/muon_distributed.md.
 """
 
 from __future__ import annotations

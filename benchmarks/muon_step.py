@@ -22,6 +22,8 @@ update directions of the step), and the achieved GFLOP/s of optkit's orthogonali
 executed, and the plain form's count) beside a plain batched matmul's on the same machine.
 torch.optim.Muon's own time is bimodal across processes here (~600 or ~680 ms): run it a few
 times.
+
+Results, with the machine and date they were measured on: docs/benchmarks/muon_step.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Thin wrapper: `python benchmarks/train_digits.py [--seeds N] [--quick] [--out DIR]`.
 
 Same as `optkit bench digits`; see :mod:`optkit.bench.digits` for what it measures.
+
+Results, with the machine and date they were measured on: docs/benchmarks/digits.md.
 """
 
 import sys

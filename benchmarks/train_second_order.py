@@ -1,6 +1,8 @@
 """Thin wrapper: `python benchmarks/train_second_order.py [--seeds N] [--quick] [--out DIR]`.
 
 Same as `optkit bench second-order`; see :mod:`optkit.bench.second_order` for what it measures.
+
+Results, with the machine and date they were measured on: docs/benchmarks/second_order.md.
 """
 
 import sys

@@ -180,7 +180,13 @@ def test_cli_runs_a_task_and_prints_a_table(tmp_path, monkeypatch, capsys):
     assert main(["boosting", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "optkit bench boosting" in out and "results in" in out
-    assert (tmp_path / "results.json").exists() and (tmp_path / "boosting.png").exists()
+    data = _load(tmp_path / "results.json")
+    tiny = boosting.BoostingConfig.tiny()
+    assert data["task"] == "boosting" and data["config"]["rounds"] == tiny.rounds
+    assert data["config"]["lrs"] == list(tiny.lrs)
+    assert {r["lr"] for r in data["rows"]} <= set(tiny.lrs)
+    assert all(math.isfinite(r["final_train_loss"]) for r in data["rows"])
+    assert (tmp_path / "boosting.png").stat().st_size > 0
     summary = (tmp_path / "summary.md").read_text()
     assert "optkit bench boosting --quick" in summary and "| Newton leaves, lr=0.1 |" in summary
     assert main(["boosting", "--cached-only"]) == 2
@@ -213,8 +219,13 @@ def test_results_table_formats_inf():
     assert "| a | not reached | 0.5 |" in md and "`optkit bench t`" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_quick_presets(task, tmp_path):
+    """``optkit bench TASK --quick`` as users run it (7-25 s each here: ``make test-all``)."""
     res = run_task(task, quick=True, out=tmp_path)
-    assert (tmp_path / "results.json").exists()
-    assert res["rows"]
+    data = _load(tmp_path / "results.json")
+    assert data["task"] == res["task"] and len(data["rows"]) == len(res["rows"])
+    for row in data["rows"]:
+        numbers = [v for v in row.values() if isinstance(v, (int, float)) and v is not None]
+        assert numbers and all(math.isfinite(v) for v in numbers), row

@@ -183,3 +183,130 @@ def test_parse_set_literals():
     }
     with pytest.raises(ValueError, match="is not being run"):
         parse_set(["adam.lr=0.1"], ["gd"])
+
+
+# --- a new user's first tries: --version, typos, CSV gaps, constant series, pipes ----------------
+def test_version(capsys):
+    import optkit
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"optkit {optkit.__version__} (torch ")
+
+
+TYPOS = {
+    "option": (["ewma", "--lamb", "0.5"], "did you mean --lam?"),
+    "option=value": (["ewma", "--wndow=5"], "did you mean --window?"),
+    "subcommand": (["comapre"], "did you mean compare?"),
+    "bench task": (["bench", "digit"], "did you mean digits?"),
+    "problem": (["compare", "--problem", "rosenbrok"], "did you mean 'rosenbrock'?"),
+    "method": (["compare", "--methods", "adam,lbgfs"], "did you mean 'lbfgs'?"),
+    "--set option": (["compare", "--methods", "adam", "--set", "adam.lrr=3"], "did you mean 'lr'?"),
+}
+
+
+@pytest.mark.parametrize("name", list(TYPOS))
+def test_typos_get_did_you_mean(name, tmp_path, capsys):
+    args, hint = TYPOS[name]
+    try:
+        code = cli.main([*args, "--out", str(tmp_path)] if args[0] == "compare" else args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert hint in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_no_suggestion_for_a_far_off_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["ewma", "--zzzzzz"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
+def _csv(path: Path, cells: list[str]) -> Path:
+    path.write_text("t,close\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+    return path
+
+
+def test_ewma_csv_refuses_gaps_naming_the_lines(tmp_path, capsys):
+    """An empty (or non-finite) cell would shift every later sample in time: refused."""
+    cells = [str(float(i)) for i in range(30)]
+    cells[6], cells[20] = "", "nan"
+    csv = _csv(tmp_path / "gaps.csv", cells)
+    assert cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 rows of 30 (lines 8, 22)" in err and "fill or remove those rows" in err
+
+
+def test_ewma_csv_trailing_blank_lines_are_not_samples(tmp_path, capsys):
+    csv = _csv(tmp_path / "ok.csv", [str(float(i % 5)) for i in range(30)])
+    csv.write_text(csv.read_text() + "\n,\n\n")
+    out = tmp_path / "o"
+    assert cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(out)]) == 0
+    assert json.loads((out / "ewma.json").read_text())["n"] == 30
+
+
+def test_ewma_labels_say_what_each_lag_measures(tmp_path, capsys):
+    csv = _csv(tmp_path / "p.csv", [str(100 + (i % 7) - 3 + i * 0.1) for i in range(60)])
+    assert (
+        cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(tmp_path / "o1")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "lag vs raw series" in out and "mean age of weights" in out
+    assert "lag (measured)" not in out and "lag (theory)" not in out
+    assert cli.main(["ewma", "--n", "200", "--out", str(tmp_path / "o2")]) == 0
+    assert "lag vs clean signal" in capsys.readouterr().out
+
+
+def test_ewma_constant_series_has_no_inf_and_no_warning(tmp_path, capsys):
+    import warnings
+
+    csv = _csv(tmp_path / "flat.csv", ["5"] * 30)
+    out = tmp_path / "o"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a divide-by-zero RuntimeWarning fails the test
+        code = cli.main(["ewma", "--csv", str(csv), "--column", "close", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "inf" not in text and "nan" not in text
+    assert "n/a" in text and "constant" in text
+    data = json.loads((out / "ewma.json").read_text())  # strict JSON: no NaN/Infinity
+    assert all(s["lag"] is None and s["roughness_ratio"] is None for s in data["smoothers"])
+
+
+def test_bench_table_is_120_columns_when_piped(monkeypatch, tmp_path, capsys):
+    """Piped output (not a terminal): the table keeps its cells at 120 columns, no ellipses."""
+    import optkit.bench.cli as bench_cli
+
+    row = {f"column_{k}": f"value-{k}-{'x' * 6}" for k in range(7)}
+    fake = {
+        "task": "grokking",
+        "rows": [row, row],
+        "machine": {"cpu": "cpu", "cpu_count": 2, "torch": "t", "python": "p", "numpy": "n"},
+    }
+    monkeypatch.setattr(bench_cli, "run_task", lambda *a, **k: fake)
+    assert cli.main(["bench", "grokking", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and row["column_6"] in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_bench_says_which_extra_a_task_needs(monkeypatch, capsys):
+    import importlib.util
+
+    import optkit.bench.cli as bench_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a)
+    )
+    assert bench_cli.missing_requirements("digits") == ["scikit-learn"]
+    assert bench_cli.missing_requirements("grokking") == []
+    assert cli.main(["bench", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "optkit[bench]"' in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ModuleNotFoundError, match=r"optkit\[bench\]"):
+        bench_cli.run_task("boosting", quick=True)

@@ -23,6 +23,7 @@ lbfgs
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from .minimization import METHODS, OptimizeResult, minimize
+from .minimization.api import OPTION_ALIASES
 
 __all__ = [
     "CURVATURE_STEP",
@@ -40,6 +42,7 @@ __all__ = [
     "FIXED_DEFAULTS",
     "Run",
     "default_options",
+    "did_you_mean",
     "parse_set",
     "run_method",
     "warm_up",
@@ -59,13 +62,27 @@ FIXED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def did_you_mean(word: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'lbfgs'?)"`` when ``word`` is close to one of ``valid``, else ``""``.
+
+    Example:
+        >>> did_you_mean("lbgfs", ["bfgs", "lbfgs"])
+        " (did you mean 'lbfgs'?)"
+    """
+    close = difflib.get_close_matches(word, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_methods(methods: Iterable[str]) -> list[str]:
     """Normalize method names (``newton_cg`` → ``newton-cg``); unknown ones raise ValueError."""
     out = []
     for m in methods:
         key = m.strip().lower().replace("_", "-")
         if key not in METHODS:
-            raise ValueError(f"unknown method {m!r}; valid methods: {', '.join(METHODS)}")
+            raise ValueError(
+                f"unknown method {m!r}{did_you_mean(key, METHODS)}; "
+                f"valid methods: {', '.join(METHODS)}"
+            )
         if key not in out:
             out.append(key)
     if not out:
@@ -131,7 +148,7 @@ def parse_set(items: Iterable[str], methods: Iterable[str]) -> dict[str, dict[st
         method = method.lower().replace("_", "-")
         if method not in METHODS:
             raise ValueError(
-                f"bad --set {item!r}: unknown method {method!r}; "
+                f"bad --set {item!r}: unknown method {method!r}{did_you_mean(method, METHODS)}; "
                 f"valid methods: {', '.join(METHODS)}"
             )
         if method not in methods:
@@ -140,9 +157,10 @@ def parse_set(items: Iterable[str], methods: Iterable[str]) -> dict[str, dict[st
                 f"(--methods {','.join(methods)})"
             )
         known = METHODS[method].options
-        if option not in known:
+        if option not in known and OPTION_ALIASES.get(option) not in known:
             raise ValueError(
-                f"bad --set {item!r}: {method} has no option {option!r}; "
+                f"bad --set {item!r}: {method} has no option {option!r}"
+                f"{did_you_mean(option, known)}; "
                 f"its options: {', '.join(known)}"
             )
         out.setdefault(method, {})[option] = _literal(text)
@@ -234,7 +252,8 @@ def run_method(
     stamps: dict[int, float] = {}
     start = time.perf_counter()
 
-    def callback(interim: OptimizeResult) -> bool:
+    def callback(intermediate_result: OptimizeResult) -> bool:
+        interim = intermediate_result
         stamps[interim.nit] = time.perf_counter() - start
         if on_iteration is not None:
             on_iteration(interim.nit)

@@ -14,6 +14,9 @@ For each smoother :func:`compare_smoothers` reports
   a₀ and the bias correction matter (the lecture: at λ = 0.99, n = 10 the weights sum to 0.0956).
 
 The first ⌈3/(1 − λ)⌉ points (the start) are left out of the lag and noise measurements.
+Against a noisy raw series the measured lag sits below the theoretical one: the noise in x_t
+reaches s_t only through the newest weights, which pulls the correlation peak towards 0. A
+measurement that is undefined (a constant series has no lag and no roughness) is NaN.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def _lag(s: np.ndarray, ref: np.ndarray, skip: int, max_lag: int) -> float:
         scores.append(float(np.corrcoef(a, b)[0, 1]))
         if scores[-1] > scores[best]:
             best = lag
+    if not np.isfinite(scores[best]):  # a constant series: nothing to align
+        return math.nan
     if 0 < best < len(scores) - 1 and np.isfinite(scores[best - 1] + scores[best + 1]):
         lo, mid, hi = scores[best - 1], scores[best], scores[best + 1]
         den = lo - 2 * mid + hi
@@ -88,6 +93,11 @@ def _lag(s: np.ndarray, ref: np.ndarray, skip: int, max_lag: int) -> float:
 def _shifted(ref: np.ndarray, lag: float) -> np.ndarray:
     t = np.arange(len(ref), dtype=np.float64)
     return np.interp(t - lag, t, ref)
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, NaN when den is 0 (no noise, no roughness to compare with)."""
+    return float(num / den) if den > 0 else math.nan
 
 
 def compare_smoothers(
@@ -111,6 +121,9 @@ def compare_smoothers(
         ['EWMA a₀=0', 'EWMA a₀=0, bias-corrected']
         >>> all(s.noise_ratio < 0.6 for s in out)
         True
+        >>> flat = compare_smoothers(np.full(50, 3.0), 0.9, 19)  # a constant series
+        >>> flat[2].lag, flat[2].noise_ratio, flat[2].start_error
+        (nan, nan, 0.0)
     """
     x = np.asarray(x, dtype=np.float64)
     curves = {
@@ -131,10 +144,10 @@ def compare_smoothers(
     for name, s in curves.items():
         lag = _lag(s, ref, skip, max_lag)
         if clean is not None:
-            resid = (s - _shifted(clean, lag))[skip:]
-            ratio = float(np.std(resid) / np.std((x - clean)[skip:]))
+            resid = (s - _shifted(clean, 0.0 if math.isnan(lag) else lag))[skip:]
+            ratio = _ratio(np.std(resid), np.std((x - clean)[skip:]))
         else:
-            ratio = float(np.std(np.diff(s[skip:])) / np.std(np.diff(x[skip:])))
+            ratio = _ratio(np.std(np.diff(s[skip:])), np.std(np.diff(x[skip:])))
         start_error = float(np.mean(np.abs(s[:start] - ref[:start])))
         out.append(SmootherSummary(name, s, lag, theory[name], ratio, start_error))
     return out

@@ -8,10 +8,10 @@ method keeps (dense Hessian / BFGS matrix 8n² bytes in float64, L-BFGS history 
 It also measures the curvature at x0 (extreme eigenvalues of ∇²f by Lanczos on H·v products)
 and whether f is quadratic (H·v identical at two points).
 
-The lecture's advice ("¿Cuándo conviene usar qué?") then decides:
+The lecture's "when to use which" then decides:
 
-- **Minibatched data** (``minibatched=True``): second-order methods need the full batch ("los
-  métodos de 2º orden requieren entrenar *en batch*") and large data rewards fast updates, so a
+- **Minibatched data** (``minibatched=True``): second-order methods need the full batch (the
+  lecture: they must be trained *in batch*) and large data rewards fast updates, so a
   first-order optimizer: AdamW (the state of the art until 2025), runner-up SGD with momentum.
 - **Full batch**: each candidate's time to solution is estimated as (iterations) × (measured
   cost of one iteration) and the two cheapest are the answer and the runner-up. The iteration
@@ -28,7 +28,7 @@ The lecture's advice ("¿Cuándo conviene usar qué?") then decides:
   ============  ==================================  =====================================
 
   (κ = condition number of ∇²f(x0); 1e3 when ∇²f(x0) is indefinite.) Methods whose memory
-  exceeds ``memory_limit`` are excluded — the lecture's "BFGS es O(n²) en memoria".
+  exceeds ``memory_limit`` are excluded — the lecture's "BFGS is O(n²) in memory".
 
 The check ``benchmarks/advise_check.py`` races the methods on the test set and reports how often
 the advised one is within 1.5× of the fastest.
@@ -109,7 +109,7 @@ class Advice:
 
     @property
     def condition(self) -> float | None:
-        """κ = |λ_max| / λ_min when ∇²f(x0) is positive definite, else None."""
+        """κ = ``|λ_max| / λ_min`` when ∇²f(x0) is positive definite, else None."""
         if self.curvature is None:
             return None
         lo, hi = self.curvature
@@ -414,8 +414,8 @@ def _linalg_costs(n, dtype, history, memory, memory_limit) -> dict[str, float]:
 
 # --- deciding -------------------------------------------------------------------------------
 _MINIBATCH_REASON = (
-    "minibatched: second-order methods need the full batch (the lecture: 'los métodos de 2º "
-    "orden requieren entrenar en batch'), and for large data or models fast updates pay"
+    "minibatched: second-order methods need the full batch (the lecture: they train in batch "
+    "only), and for large data or models fast updates pay"
 )
 
 
@@ -458,9 +458,26 @@ def _iterations(a: Advice, history: int) -> dict[str, tuple[float, float]]:
     return its
 
 
+def _out_of_time(start: float, share: float, gnorms: list[float]) -> Callable[..., bool]:
+    """A :func:`optkit.minimize` callback that records ‖g‖∞ and stops after ``share`` seconds."""
+
+    def callback(intermediate_result) -> bool:
+        g = torch.as_tensor(intermediate_result.jac).reshape(-1)
+        gnorms.append(float(torch.linalg.vector_norm(g, math.inf)))
+        return time.perf_counter() - start > share
+
+    return callback
+
+
 def _trial_runs(fun, x, a: Advice, budget: float) -> None:
     """Run each second-order candidate for at most its share of ``budget`` seconds; a run that
-    converges gives the measured time to solution (best of two when it is fast)."""
+    converges gives the measured time to solution (best of two when it is fast).
+
+    Each method first runs one untimed iteration: the first call of a method in a process pays
+    one-time costs (lazy imports, torch's first batched double backward, LAPACK set-up) that
+    can exceed a whole solve of a small problem, so without it the advice would depend on what
+    the process had run before.
+    """
     from .minimization import minimize
 
     candidates = [m for m in ("newton", "newton-cg", "bfgs", "lbfgs") if m in a.estimates]
@@ -469,17 +486,13 @@ def _trial_runs(fun, x, a: Advice, budget: float) -> None:
         return
     share = budget / len(candidates)
     for m in candidates:
+        minimize(fun, x, method=m, options={"maxiter": 1})  # warm-up, not timed
         best, res, gnorms = math.inf, None, []
         for _ in range(2):
             start = time.perf_counter()
             gnorms = []
 
-            def out_of_time(interim, start=start, gnorms=gnorms):
-                g = torch.as_tensor(interim.jac).reshape(-1)
-                gnorms.append(float(torch.linalg.vector_norm(g, math.inf)))
-                return time.perf_counter() - start > share
-
-            res = minimize(fun, x, method=m, callback=out_of_time)
+            res = minimize(fun, x, method=m, callback=_out_of_time(start, share, gnorms))
             elapsed = time.perf_counter() - start
             if not res.success:
                 best = elapsed
@@ -544,8 +557,8 @@ def _advise_full_batch(a, fun, x, memory_limit: float, history: int, trial: floa
 
     kappa = a.condition
     reasons = [
-        f"full batch, n = {a.n}: the lecture's regime for second-order methods ('para datasets "
-        "chicos y/o modelos de pocos parámetros es más que aceptable usar métodos de 2º orden')"
+        f"full batch, n = {a.n}: the lecture's regime for second-order methods (small data sets "
+        "and models with few parameters)"
         if a.memory["dense_hessian"] <= memory_limit
         else f"full batch, but n = {a.n}: a dense Hessian or BFGS matrix would take "
         f"{_fmt_bytes(a.memory['dense_hessian'])} (O(n²), over the {_fmt_bytes(memory_limit)} "
@@ -595,8 +608,13 @@ def _trial_text(m: str, a: Advice) -> str:
     if t.get("worse"):
         return f"{m} converged to a higher f ({t['fun']:.6g}: another stationary point)"
     if t["solved"]:
-        return f"{m} solved it in {_fmt_s(t['seconds'])} ({t['nit']} iterations)"
-    return f"{m} unfinished after {_fmt_s(t['seconds'])} ({t['nit']} iterations)"
+        return f"{m} solved it in {_fmt_s(t['seconds'])} ({_n_iterations(t['nit'])})"
+    return f"{m} unfinished after {_fmt_s(t['seconds'])} ({_n_iterations(t['nit'])})"
+
+
+def _n_iterations(k: int) -> str:
+    """``"1 iteration"``, ``"2 iterations"``."""
+    return f"{k} iteration" if k == 1 else f"{k} iterations"
 
 
 def _why(method: str, a: Advice, history: int) -> str:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import importlib
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,10 +35,28 @@ class UserError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``optkit compare: error: ...``), exit code 2."""
+    """argparse, but a usage error is one line (``optkit compare: error: ...``), exit code 2,
+    with a "did you mean" for a misspelt option, subcommand or choice."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        hint = _did_you_mean(self, message)
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """``"; did you mean --lam?"`` for the unknown option or choice in an argparse message."""
+    if message.startswith("unrecognized arguments:"):
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        words = [w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w[:1] == "-"]
+        pairs = [(w, difflib.get_close_matches(w, options, n=1, cutoff=0.6)) for w in words]
+    else:
+        bad = re.search(r"invalid choice: '([^']*)'", message)
+        if bad is None:
+            return ""
+        choices = [str(c) for a in parser._actions if a.choices for c in a.choices]
+        pairs = [(bad.group(1), difflib.get_close_matches(bad.group(1), choices, n=1))]
+    hints = [f"{w} -> {m[0]}" if len(pairs) > 1 else m[0] for w, m in pairs if m]
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 # --- the problem to work on -----------------------------------------------------------------
@@ -49,6 +69,7 @@ class _Target:
 
 
 def _target(args: argparse.Namespace) -> _Target:
+    from . import _compare
     from .problems import PROBLEMS
 
     if args.threads is not None:
@@ -67,7 +88,10 @@ def _target(args: argparse.Namespace) -> _Target:
         raise UserError("--x0 goes with --fun (a registry problem has its own start)")
     name = args.problem
     if name not in PROBLEMS:
-        raise UserError(f"unknown problem {name!r}; valid problems: {', '.join(PROBLEMS)}")
+        raise UserError(
+            f"unknown problem {name!r}{_compare.did_you_mean(name, PROBLEMS)}; "
+            f"valid problems: {', '.join(PROBLEMS)}"
+        )
     p = PROBLEMS[name]
     f_star = p.f_star if args.f_star is None else args.f_star
     return _Target(p.fun, p.start(), f_star, p.x_star, f"{p.name}: {p.description}", p.name)
@@ -330,8 +354,8 @@ def _cmd_ewma(args: argparse.Namespace) -> int:
     ref = "clean signal" if clean is not None else "raw series"
     for col in (
         "smoother",
-        "lag (measured)",
-        "lag (theory)",
+        f"lag vs {ref}",
+        "mean age of weights",
         noise_col,
         f"start error (first {math.ceil(1 / (1 - lam))})",
     ):
@@ -339,27 +363,46 @@ def _cmd_ewma(args: argparse.Namespace) -> int:
     for s in summaries:
         table.add_row(
             s.name,
-            f"{s.lag:.1f}",
+            _num(s.lag, ".1f"),
             f"{s.lag_theory:.1f}",
-            f"{s.noise_ratio:.2f}",
+            _num(s.noise_ratio, ".2f"),
             f"{s.start_error:.3g}",
         )
     console.print(table)
     best = min(summaries, key=lambda s: s.start_error)
     ew = summaries[1]
     sm = summaries[-1]
-    console.print(
-        f"lag: cross-correlation peak against the {ref}; "
+    notes = [
+        f"lag vs {ref}: the delay at which the smoothed series correlates best with the {ref}"
         + (
-            "noise left: std of the residual (delay removed) / std of the raw noise"
+            "."
             if clean is not None
-            else "roughness: std of first differences / the raw series'"
+            else " (noise in the series pulls it below the mean age: the noise reaches the"
+            " average only through its newest weights)."
+        ),
+        "mean age of weights: the theory's lag, λ/(1 − λ) for the EWMA, (w − 1)/2 for the SMA: "
+        "how far behind a trend each one follows.",
+        "noise left: std of the residual (delay removed) / std of the raw noise."
+        if clean is not None
+        else "roughness: std of first differences / the raw series'.",
+    ]
+    if math.isnan(ew.lag) and math.isnan(ew.noise_ratio):
+        notes.append("The series is constant: lag and roughness are undefined (n/a).")
+    else:
+        if math.isnan(ew.noise_ratio):
+            notes.append(
+                f"{noise_col} n/a: the series' first differences are constant (a straight line "
+                "has no roughness to remove)."
+                if clean is None
+                else "noise left n/a: the series has no noise."
+            )
+        notes.append(
+            f"EWMA (λ={lam:g}): lag {_num(ew.lag, '.1f')}, {noise_col} "
+            f"{_num(ew.noise_ratio, '.2f')}, O(1) memory; SMA (w={window}): lag "
+            f"{_num(sm.lag, '.1f')}, {noise_col} {_num(sm.noise_ratio, '.2f')}, keeps {window} "
+            f"values. Smallest start error: {best.name}."
         )
-        + ".\n"
-        f"EWMA (λ={lam:g}): lag {ew.lag:.1f}, {noise_col} {ew.noise_ratio:.2f}, O(1) memory; "
-        f"SMA (w={window}): lag {sm.lag:.1f}, {noise_col} {sm.noise_ratio:.2f}, keeps {window} "
-        f"values. Smallest start error: {best.name}."
-    )
+    console.print("\n".join(notes))
     fig = viz.smoothing_figure(
         x,
         {s.name: s.values for s in summaries},
@@ -377,9 +420,12 @@ def _cmd_ewma(args: argparse.Namespace) -> int:
         "smoothers": [
             {
                 "name": s.name,
-                "lag": s.lag,
+                "lag": _finite_or_none(s.lag),
+                "lag_reference": ref,
                 "lag_theory": s.lag_theory,
-                "noise_ratio" if clean is not None else "roughness_ratio": s.noise_ratio,
+                "noise_ratio" if clean is not None else "roughness_ratio": _finite_or_none(
+                    s.noise_ratio
+                ),
                 "start_error": s.start_error,
             }
             for s in summaries
@@ -390,6 +436,18 @@ def _cmd_ewma(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     console.print(f"wrote {path}\nwrote {json_path}")
     return 0
+
+
+def _num(v: float, fmt: str) -> str:
+    return "n/a" if math.isnan(v) else format(v, fmt)
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no NaN
+
+
+def _plural(k: int, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
 
 
 def _read_column(path: str, column: str) -> np.ndarray:
@@ -406,19 +464,31 @@ def _read_column(path: str, column: str) -> np.ndarray:
     if column not in header:
         raise UserError(f"CSV {path!r} has no column {column!r}; columns: {', '.join(header)}")
     j = header.index(column)
-    values = []
-    for line, row in enumerate(rows[1:], start=2):
+    data = list(enumerate(rows[1:], start=2))
+    while data and not any(c.strip() for c in data[-1][1]):
+        data.pop()  # blank lines at the end of the file are not samples
+    values, gaps = [], []
+    for line, row in data:
         cell = row[j].strip() if j < len(row) else ""
-        if not cell:
-            continue
         try:
-            v = float(cell)
+            v = float(cell) if cell else math.nan
         except ValueError:
             raise UserError(
                 f"CSV {path!r}, line {line}: column {column!r} holds {cell!r}, not a number"
             ) from None
-        if math.isfinite(v):
-            values.append(v)
+        if not math.isfinite(v):
+            gaps.append(line)
+        values.append(v)
+    if gaps:
+        # An EWMA weighs samples by position: skipping a row would shift every later sample
+        # one step back in time, so a gap is the user's to fill (or to remove on purpose).
+        shown = ", ".join(map(str, gaps[:5])) + (", …" if len(gaps) > 5 else "")
+        raise UserError(
+            f"CSV {path!r}: column {column!r} is empty or not finite on "
+            f"{_plural(len(gaps), 'row')} of {len(values)} (line{'s' if len(gaps) > 1 else ''} "
+            f"{shown}); the EWMA assumes evenly spaced samples, so fill or remove "
+            f"{'that row' if len(gaps) == 1 else 'those rows'} first"
+        )
     if len(values) < 10:
         raise UserError(
             f"CSV {path!r}: column {column!r} has {len(values)} numbers; need at least 10"
@@ -491,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="optkit",
         description="Optimization methods of modern ML on PyTorch: compare them, smooth "
         "series, get advice.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"optkit {_version()} (torch {torch.__version__})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -581,10 +656,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``optkit`` command; return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, which knows its own options
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,10 +1,24 @@
-"""Small reference networks for tests, doctests and benchmarks (not part of the public API).
+"""Small reference networks for your tests, the docs' examples and the benchmarks.
 
-:class:`ToyGPT` is a pre-norm decoder-only transformer with the parameter kinds Muon's
-partition must tell apart (token/position embeddings, q/k/v/o and MLP matrices, biases, norm
-gains, an output head, optionally tied), separate or fused qkv projections and GQA.
-:class:`ToyCNN` has conv kernels, batch norms and a classifier. :class:`ToyMoE` has stacked
-expert weights ``(experts, out, in)``.
+Each has the parameter kinds an optimizer must treat differently, in a few thousand
+parameters, so a test of an optimizer (or of your training loop) runs in milliseconds:
+
+- :class:`ToyGPT`: a pre-norm decoder-only transformer — token and position embeddings, q/k/v/o
+  and MLP matrices, biases, LayerNorm gains, an output head (optionally tied to the embedding),
+  separate or fused qkv projections, grouped-query attention. What :class:`optkit.Muon`'s
+  partition and :class:`optkit.MuonClip`'s attention discovery are tested on.
+- :class:`ToyCNN`: conv kernels, batch norms and a linear classifier.
+- :class:`ToyMoE`: stacked expert weights ``(experts, out, in)``, one matrix per expert.
+
+These are public and stable: the constructors' arguments keep their names and meaning.
+
+Example:
+    >>> import torch, optkit
+    >>> from optkit.testing import ToyGPT
+    >>> gpt = ToyGPT(vocab=64, d=32, layers=2, num_heads=4, num_kv_heads=2)
+    >>> gpt(torch.randint(0, 64, (2, 16))).shape
+    torch.Size([2, 16, 64])
+    >>> opt = optkit.MuonClip(gpt, lr=0.02, qk_clip_tau=30.0)
 """
 
 from __future__ import annotations
@@ -59,7 +73,19 @@ class Block(nn.Module):
 
 
 class ToyGPT(nn.Module):
-    """Decoder-only transformer: ``forward(tokens (B, T)) -> logits (B, T, vocab)``."""
+    """Decoder-only transformer: ``forward(tokens (B, T)) -> logits (B, T, vocab)``.
+
+    Args:
+        vocab: Vocabulary size (embedding rows, head outputs).
+        d: Model width; ``d % num_heads == 0``.
+        layers: Number of transformer blocks.
+        num_heads: Query heads.
+        num_kv_heads: Key/value heads (grouped-query attention); default ``num_heads``.
+        block_size: Longest sequence (position-embedding rows).
+        fused_qkv: One ``qkv_proj`` instead of ``q_proj``, ``k_proj``, ``v_proj``.
+        tied: Share the output head's weight with the token embedding.
+        bias: Biases in the attention and MLP projections.
+    """
 
     def __init__(
         self,
@@ -84,6 +110,12 @@ class ToyGPT(nn.Module):
         if tied:
             self.lm_head.weight = self.tok_emb.weight
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.tok_emb
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
     def forward(self, tokens: Tensor) -> Tensor:
         pos = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.tok_emb(tokens) + self.pos_emb(pos)
@@ -93,7 +125,12 @@ class ToyGPT(nn.Module):
 
 
 class ToyCNN(nn.Module):
-    """Two conv layers with batch norm and a linear classifier: ``(B, 3, H, W) -> (B, classes)``."""
+    """Two conv layers with batch norm and a linear classifier: ``(B, 3, H, W) -> (B, classes)``.
+
+    Args:
+        classes: Outputs of the classifier.
+        width: Channels of the first conv layer (the second has twice as many).
+    """
 
     def __init__(self, classes: int = 10, width: int = 8) -> None:
         super().__init__()
@@ -103,6 +140,12 @@ class ToyCNN(nn.Module):
         self.bn2 = nn.BatchNorm2d(2 * width)
         self.fc = nn.Linear(2 * width, classes)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.conv1
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.fc
+
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
@@ -110,16 +153,36 @@ class ToyCNN(nn.Module):
 
 
 class ToyMoE(nn.Module):
-    """A router and ``experts`` stacked MLP weights ``(experts, out, in)``, top-1 routing."""
+    """An input layer, a router and ``experts`` stacked MLP weights ``(experts, out, in)``,
+    top-1 routing, a classifier: ``(B, features) -> (B, classes)``.
 
-    def __init__(self, d: int = 8, hidden: int = 16, experts: int = 4, classes: int = 3) -> None:
+    Args:
+        d: Model width (what the experts read and write).
+        hidden: Hidden width of each expert.
+        experts: Number of experts (the leading dimension of ``w_in`` and ``w_out``).
+        classes: Outputs of the head.
+        features: Width of the input (the input layer maps it to ``d``).
+    """
+
+    def __init__(
+        self, d: int = 8, hidden: int = 16, experts: int = 4, classes: int = 3, features: int = 8
+    ) -> None:
         super().__init__()
+        self.num_experts = experts  # says that w_in, w_out are stacked per expert
+        self.embed = nn.Linear(features, d)
         self.router = nn.Linear(d, experts, bias=False)
         self.w_in = nn.Parameter(torch.randn(experts, hidden, d) / d**0.5)
         self.w_out = nn.Parameter(torch.randn(experts, d, hidden) / hidden**0.5)
         self.head = nn.Linear(d, classes)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
+
     def forward(self, x: Tensor) -> Tensor:
+        x = self.embed(x)
         gate = self.router(x).softmax(-1)
         expert = gate.argmax(-1)
         h = F.relu(torch.einsum("bd,bhd->bh", x, self.w_in[expert]))

@@ -134,7 +134,7 @@ def contour_figure(
 
     Args:
         fun: ``fun(x) -> scalar`` on a torch tensor of the problem's shape.
-        paths: Method name → iterates, shape (k, *x0.shape) (``OptimizeResult.trajectory.x``).
+        paths: Method name → iterates, shape ``(k, *x0.shape)`` (``OptimizeResult.trajectory.x``).
         x_star: The known minimizer, marked with a star (optional).
         f_star: The known minimum; contours are drawn of f − f* (else of f − min on the grid).
         title: Figure title.
@@ -225,7 +225,7 @@ def loss_figure(
         title: Figure title.
 
     Returns:
-        The figure; gaps below 1e-16·max(1, |f*|) are drawn at that floor (log scale).
+        The figure; gaps below ``1e-16·max(1, |f*|)`` are drawn at that floor (log scale).
 
     Example:
         >>> fs = np.array([1.0, 0.1, 0.01]); ts = np.array([0.0, 0.5, 1.0])

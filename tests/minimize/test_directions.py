@@ -78,23 +78,23 @@ def test_bfgs_keeps_H_spd_and_meets_the_secant_equation(seed, n):
     A, b = random_spd(n, seed, cond=1e3)
     fun = lambda x: 0.5 * x @ A @ x - b @ x + 0.1 * (x**4).sum()  # noqa: E731
     obj = objective_of(fun, n)
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal(n))
+    x0 = torch.from_numpy(np.random.default_rng(seed).standard_normal(n))
     H = directions.BFGS()
-    f, g = obj.value_and_grad(x)
-    for _ in range(6):
-        step = _loop._step(obj, x, f, g, f + 1.0, H, "strong-wolfe", 1e-4, 0.9)
-        if not isinstance(step, tuple):
-            break
-        x_new, f_new, g_new, _ = step
-        s, y = x_new - x, g_new - g
+    prev = [x0, obj.value_and_grad(x0)[1]]
+    checked = []
+
+    def check(x, f, g, k):  # called after each update: H = H_k built from (s, y) of step k
+        s, y = x - prev[0], g - prev[1]
         assert float(s @ y) > 0  # guaranteed by the curvature condition
-        H.update(s, y)
         torch.testing.assert_close(H.H, H.H.T, rtol=0, atol=1e-12 * float(H.H.abs().max()))
         assert float(torch.linalg.eigvalsh(H.H)[0]) > 0
         torch.testing.assert_close(H.H @ y, s, rtol=1e-8, atol=1e-10)
-        x, f, g = x_new, f_new, g_new
-        if float(g.abs().max()) < 1e-10:
-            break
+        prev[:] = [x, g]
+        checked.append(k)
+        return False
+
+    _loop.descent_loop(obj, x0, H, max_iter=6, gtol=1e-10, ftol=0.0, report=check)
+    assert checked
 
 
 @PROPS
@@ -120,19 +120,25 @@ def test_two_loop_equals_explicit_H_times_g(seed, n, m):
 @PROPS
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 40), m=st.integers(1, 6))
 def test_lbfgs_on_the_cpu_blas_path_equals_the_torch_two_loop(seed, n, m):
-    # LBFGS runs the recursion with SciPy BLAS on NumPy views of CPU tensors; it must be the
-    # same H·g as two_loop in torch (float64 to 1e-12), also after the history wrapped around
+    # On the CPU, LBFGS runs the recursion with SciPy BLAS (on NumPy views of tensors, or on the
+    # NumPy vectors of the NumPy path); it must be the same H·g as two_loop in torch (float64 to
+    # 1e-12), also after the history wrapped around
     rng = np.random.default_rng(seed)
     A, _ = random_spd(n, seed, cond=50.0)
-    lbfgs = directions.LBFGS(history=m)
+    lbfgs, lbfgs_np = directions.LBFGS(history=m), directions.LBFGS(history=m)
     for _ in range(m + 3):
         s = torch.from_numpy(rng.standard_normal(n))
         lbfgs.update(s, A @ s)
+        lbfgs_np.update(s.numpy().copy(), (A @ s).numpy())
         g = torch.from_numpy(rng.standard_normal(n))
         d = lbfgs(None, None, g, None)
-        assert lbfgs._blas is not None and len(lbfgs.pairs) == len(lbfgs._np_pairs)
         ref = -directions.two_loop(g, list(lbfgs.pairs), lbfgs.gamma)
         torch.testing.assert_close(d, ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
+        d_np = lbfgs_np(None, None, g.numpy(), None)
+        assert isinstance(d_np, np.ndarray)
+        np.testing.assert_allclose(
+            d_np, ref.numpy(), rtol=1e-12, atol=1e-12 * float(ref.abs().max())
+        )
     lbfgs32 = directions.LBFGS(history=m)  # float32 goes through sdot / saxpy
     for s, y, _ in lbfgs.pairs:
         lbfgs32.update(s.float(), y.float())

@@ -1,149 +1,125 @@
-"""torch.compile: Muon's step traces into one graph (no graph break in optkit code) and does
-not recompile from step to step; the CUDA backend's compiled Newton–Schulz equals the eager
-one; on CUDA, whole training steps compiled with mode="reduce-overhead" (CUDA graphs) equal
-eager steps for every optimizer. CPU tests use the cheap ``aot_eager`` backend (the same
-graph capture and functionalization as inductor, no code generation)."""
+"""torch.compile of the optimizers' step, the two ways torch documents it.
+
+``torch.compile(opt.step)`` and a compiled training step that calls ``opt.step()``: equal to
+eager in float32 (1e-6 relative), no graph break, and no recompilation while an LR scheduler
+changes a tensor ``lr`` every step. Inductor compiles C++ here, seconds per graph: one case
+runs in ``make test``, the others are marked slow.
+"""
 
 from __future__ import annotations
 
-import copy
+import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch._dynamo.utils import counters
 
 import optkit
-import optkit.optim._base as base
-import optkit.optim._ns_cuda as ns_cuda
-from optkit.optim.newton_schulz import _run, ns_schedule
-from optkit.testing import ToyGPT
 
-from ..devices import CUDA, tolerance
-from .optim_db import OPTIM_DB
-
-
-def muon_params(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(16, 48), (48, 16), (16, 48), (4, 8, 8)]
-    return [nn.Parameter(torch.randn(*s, generator=g)) for s in shapes]
+CASES = {
+    "SGD": (optkit.SGD, dict(momentum=0.9, weight_decay=0.01, nesterov=True)),
+    "RMSprop": (optkit.RMSprop, dict(momentum=0.5, centered=True)),
+    "Adam": (optkit.Adam, dict(weight_decay=0.01, amsgrad=True)),
+    "AdamW": (optkit.AdamW, dict(weight_decay=0.1)),
+    "Muon": (optkit.Muon, dict(weight_decay=0.01, ns_dtype=torch.float32)),
+}
+FAST = {"Adam"}
+NS_XFAIL = pytest.mark.xfail(strict=False, reason="Newton–Schulz compile path: issue 17")
 
 
-def set_grads(params, seed):
-    g = torch.Generator().manual_seed(seed)
-    for p in params:
-        p.grad = torch.randn(p.shape, generator=g)
+def _marks(name):
+    marks = [] if name in FAST else [pytest.mark.slow]
+    return marks + ([NS_XFAIL] if name == "Muon" else [])
 
 
-def test_compiled_newton_schulz_equals_eager_and_compiles_once_per_key():
-    torch._dynamo.reset()
-    counters.clear()
-    sched = ns_schedule("polar_express")
-    X = torch.randn(3, 24, 64, generator=torch.Generator().manual_seed(0))
-    args = (tuple(sched.steps(5)), (3, 2), sched.norm_scale, 1e-7, ns_cuda.DenseKernels)
-    eager = _run(X, *args, False, False)
-    before = len(ns_cuda._COMPILED)
-    for _ in range(3):
-        out = ns_cuda.compiled_call(_run, X * 2.0, *args, False, False, backend="aot_eager")
-    assert len(ns_cuda._COMPILED) == before + 1
-    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
-    assert counters["stats"]["unique_graphs"] == 1
+PARAMS = [pytest.param(n, marks=_marks(n), id=n) for n in CASES]
 
 
-def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
-    X = torch.randn(1, 4, 6)
-    sched = ns_schedule("quintic")
-    args = (tuple(sched.steps(2)), (1, 1), 1.0, 1e-7, ns_cuda.DenseKernels, False, False)
-    with pytest.warns(RuntimeWarning, match="torch.compile of Newton–Schulz failed"):
-        out = ns_cuda.compiled_call(_run, X, *args, backend="broken")
-    torch.testing.assert_close(out, _run(X, *args))
-    assert ns_cuda.compiled_call(_run, X, *args, backend="broken").shape == X.shape  # no warning
-
-
-def test_muon_step_is_one_graph_without_recompiles():
-    """fullgraph=True: a graph break anywhere in Muon's step would raise. The first step
-    creates the momentum buffers, the second compiles for existing state (as torch.optim's
-    optimizers without their eager state initialization); after that, steps with new
-    gradients reuse the graph, and every step equals the eager optimizer's."""
-    torch._dynamo.reset()
-    counters.clear()
-    eager_params, compiled_params = muon_params(), muon_params()
-    kw = dict(lr=0.05, weight_decay=0.1, ns_dtype=torch.float32)
-    eager = optkit.Muon([{"params": eager_params}], **kw)
-    opt = optkit.Muon([{"params": compiled_params}], **kw)
-    step = torch.compile(opt.step, backend="aot_eager", fullgraph=True)
-    for k in range(4):
-        set_grads(eager_params, k)
-        set_grads(compiled_params, k)
-        eager.step()
-        step()
-        if k == 1:
-            graphs = counters["stats"]["unique_graphs"]
-    assert graphs == 2 and counters["stats"]["unique_graphs"] == graphs  # none after step 2
-    for p, q in zip(compiled_params, eager_params):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.skipif(not hasattr(base, "plan_step"), reason="AdamW groups compile with plan_step")
-def test_muon_model_step_with_adamw_groups_compiles():
-    torch._dynamo.reset()
-    counters.clear()
+def _model():
     torch.manual_seed(0)
-    model = ToyGPT(layers=1)
-    twin = copy.deepcopy(model)
-    x = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
-    eager, opt = optkit.Muon(twin), optkit.Muon(model)
-    step = torch.compile(opt.step, backend="aot_eager", fullgraph=True)
-    for m, fn in ((twin, eager.step), (model, step)):
-        for _ in range(2):
-            F.cross_entropy(m(x).flatten(0, 1), x.flatten()).backward()
-            fn()
-            m.zero_grad()
-    for p, q in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
 
 
-def all_optimizers():
-    """(name, factory) for every optimizer: the first configuration of each optim_db row,
-    Muon and MuonClip."""
-    rows = [(info.name, lambda m, info=info: info.cls(m.parameters(), **info.configs[0]))
-            for info in OPTIM_DB]  # fmt: skip
-    return [
-        *rows,
-        ("Muon", lambda m: optkit.Muon(m, lr=0.02, adamw_lr=1e-3)),
-        ("MuonClip", lambda m: optkit.MuonClip(m, lr=0.02, adamw_lr=1e-3, qk_clip_tau=5.0)),
-    ]
+def _build(name, model):
+    cls, kw = CASES[name]
+    params = model if name == "Muon" else model.parameters()
+    extra = {"adamw_lr": torch.tensor(1e-3)} if name == "Muon" else {}
+    return cls(params, lr=torch.tensor(0.05), **kw, **extra)
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (torch.cuda): CUDA graphs")
-@pytest.mark.parametrize(("name", "make"), all_optimizers(), ids=[n for n, _ in all_optimizers()])
-def test_reduce_overhead_training_step_equals_eager_on_cuda(name, make):
-    """A whole training step (forward, backward, step, zero_grad) compiled with
-    mode="reduce-overhead" — CUDA graphs replayed from the 3rd call on — equals eager steps."""
+def _rel_err(a, b):
+    num = sum(((x - y) ** 2).sum() for x, y in zip(a.parameters(), b.parameters()))
+    den = sum((y**2).sum() for y in b.parameters())
+    return (num / den).sqrt().item()
+
+
+def _loss(model, k):
+    g = torch.Generator().manual_seed(k)
+    x, y = torch.randn(8, 4, generator=g), torch.randn(8, 3, generator=g)
+    return torch.nn.functional.mse_loss(model(x), y)
+
+
+def _run(name, compile_what):
     torch._dynamo.reset()
     counters.clear()
-    torch.manual_seed(0)
-    model = ToyGPT(layers=1).cuda()
-    twin = copy.deepcopy(model)
-    opt, eager = make(model), make(twin)
-    batches = [torch.randint(0, 64, (4, 16), device="cuda") for _ in range(6)]
+    models = [_model(), _model()]
+    opts = [_build(name, m) for m in models]
+    if compile_what == "step":
+        steps = [torch.compile(opts[0].step, fullgraph=True), opts[1].step]
+    else:
 
-    def train_step(m, o, x):
-        loss = F.cross_entropy(m(x).flatten(0, 1), x.flatten())
-        loss.backward()
-        o.step()
-        o.zero_grad(set_to_none=False)
-        return loss.detach()
+        def train_step(model, opt, k):
+            opt.zero_grad()
+            _loss(model, k).backward()
+            opt.step()
 
-    compiled = torch.compile(train_step, mode="reduce-overhead")
-    for x in batches:
-        got = compiled(model, opt, x).clone()
-        want = train_step(twin, eager, x)
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
-    for p, q in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, **tolerance("cuda", torch.float32), msg=name)
+        compiled = torch.compile(train_step)
+        steps = [lambda k: compiled(models[0], opts[0], k), opts[1].step]
+    # the schedulers come after torch.compile: they wrap opt.step in torch code dynamo skips
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+        scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.8) for o in opts]
+    for k in range(6):
+        for i, (model, opt) in enumerate(zip(models, opts)):
+            if compile_what == "step" or i == 1:
+                opt.zero_grad()
+                _loss(model, k).backward()
+                steps[i]()
+            else:
+                steps[0](k)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scheds[i].step()
+        if k == 1:  # state exists from here on: no further compilation
+            torch._dynamo.config.error_on_recompile = True
+    torch._dynamo.config.error_on_recompile = False
+    assert opts[0].param_groups[0]["lr"].item() == pytest.approx(0.05 * 0.8**6)
+    return models
+
+
+@pytest.fixture(autouse=True)
+def _restore_dynamo():
+    yield
+    torch._dynamo.config.error_on_recompile = False
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_compiled_step_equals_eager(name):
+    """torch.compile(opt.step, fullgraph=True): one graph (no break), no recompilation over
+    a tensor-lr schedule, the eager values to 1e-6."""
+    compiled, eager = _run(name, "step")
+    assert _rel_err(compiled, eager) < 1e-6
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n) if n == "Muon" else [],
+                                               id=n) for n in CASES])  # fmt: skip
+def test_compiled_training_step_equals_eager(name):
+    """A compiled training step (zero_grad, forward, backward, opt.step()): the eager values;
+    graph breaks only outside optkit (backward)."""
+    compiled, eager = _run(name, "train")
+    assert _rel_err(compiled, eager) < 1e-6
+    for reason in counters["graph_break"]:
+        assert "optkit" not in reason, reason

@@ -82,7 +82,8 @@ def _gpt() -> nn.Module:
 
 
 def _mlp() -> nn.Module:
-    # 3 Muon matrices (21×15, 21×21, 21×21; 11/10-row shards) on 2 ranks.
+    # 2 Muon matrices (21×21, 21×21; 11/10-row shards) on 2 ranks; the input layer 21×15 and
+    # the head are AdamW's.
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Linear(15, 21), nn.GELU(), nn.Linear(21, 21), nn.GELU(), nn.Linear(21, 21),
@@ -195,7 +196,10 @@ def _scenario_fsdp(rank, tmp):
         opt = Muon(model, **LR)
         D.STATS.reset()
         _train(model, opt, loss_fn, batches, rank)
-        weight = next(p for p in model.parameters() if p.ndim == 2 and p.shape[0] % WORLD)
+        weight = next(
+            p for g in opt.param_groups if g["algorithm"] == "muon" for p in g["params"]
+            if p.ndim == 2 and p.shape[0] % WORLD
+        )  # fmt: skip
         buf = opt.state[weight]["momentum_buffer"]
         out[name] = dict(
             rel_err=_rel_err(model, ref), received=D.STATS.received,

@@ -214,12 +214,29 @@ def test_bad_param_group_raises(info):
 
 
 @pytest.mark.parametrize("info", OPTIM_DB, ids=lambda i: i.name)
-def test_sparse_gradient_raises(info):
-    emb = torch.nn.Embedding(10, 3, sparse=True)
-    opt = info.cls(emb.parameters(), lr=0.1)
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
-        opt.step()
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sparse_gradients_as_torch(info, momentum):
+    """Where torch.optim takes sparse gradients (SGD) the steps equal torch's (float64,
+    repeated indices; torch refuses weight decay with them); elsewhere torch's RuntimeError."""
+    kw = dict(lr=0.1)
+    if info.name in ("SGD", "RMSprop"):
+        kw["momentum"] = momentum
+    embs = [torch.nn.Embedding(10, 3, sparse=True).double() for _ in range(2)]
+    embs[1].load_state_dict(embs[0].state_dict())
+    opts = [info.cls(embs[0].parameters(), **kw), info.reference(embs[1].parameters(), **kw)]
+    idx = torch.tensor([1, 2, 2, 7])
+    for _ in range(3):
+        for emb in embs:
+            emb.zero_grad()
+            (emb(idx) ** 2).sum().backward()
+        if not info.has("sparse"):
+            with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+                opts[0].step()
+            return
+        for opt in opts:
+            opt.step()
+    torch.testing.assert_close(embs[0].weight, embs[1].weight, rtol=1e-14, atol=1e-15)
+    assert not torch.equal(embs[0].weight, torch.nn.Embedding(10, 3).double().weight)
 
 
 @pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
@@ -306,7 +323,7 @@ def test_sgd_avoids_torch_cpu_fused_kernel_for_bfloat16():
 @pytest.mark.parametrize(("info", "cfg"), CASES, ids=CASE_IDS)
 def test_foreach_path_cut_into_small_blocks_matches_torch(info, cfg, monkeypatch):
     """Blocks of 7 elements: every tensor is cut into views, and still equals torch.optim."""
-    import optkit.optim._base as base
+    import optkit.optim._cpu as base
 
     monkeypatch.setattr(base, "CPU_BLOCK_NUMEL", 7)
     extra = {"fused": False} if info.has_fused else {}

@@ -117,7 +117,7 @@ def test_groups_and_describe():
         ("muon", 0), ("muon", 1), ("adamw", None)
     ]  # fmt: skip
     assert opt.param_groups[2]["lr"] == 3e-4 and "momentum" not in opt.param_groups[2]
-    assert "stacked matrices" in opt.describe()
+    assert "stacked expert matrices (4 experts)" in opt.describe()
     opt2 = Muon([torch.zeros(3, 3, requires_grad=True)])
     opt2.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "algorithm": "adamw"})
     assert "param_groups[1][0]  (3,)    adamw" in opt2.describe()
@@ -233,3 +233,149 @@ def test_frozen_regression_values():
 
 
 FROZEN_MUON = (-3.1067617235, 10.4508154607, 0.4080259808, 27.2692521042)
+
+
+# --- torch.optim.Muon's forms, state dicts both ways, copies --------------------------------
+
+needs_torch_muon = pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch < 2.9")
+KJ = (3.4445, -4.7750, 2.0315)
+
+
+def _matrices(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(8, 12, generator=g), torch.randn(12, 6, generator=g)]
+
+
+def _grads(params, k):
+    g = torch.Generator().manual_seed(50 + k)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+def _steps(opt, params, start, stop):
+    for k in range(start, stop):
+        _grads(params, k)
+        opt.step()
+
+
+TORCH_FORM = dict(lr=0.02, weight_decay=0.1, momentum=0.9, ns_coefficients=KJ, eps=1e-7,
+                  adjust_lr_fn="match_rms_adamw")  # fmt: skip
+
+
+@needs_torch_muon
+def test_torch_muon_arguments_give_torch_muon_steps():
+    ours = [nn.Parameter(t) for t in _matrices()]
+    theirs = [nn.Parameter(t) for t in _matrices()]
+    opt = Muon(ours, ns_dtype=torch.bfloat16, **TORCH_FORM)
+    ref = torch.optim.Muon(theirs, **TORCH_FORM)
+    assert opt.param_groups[0]["adjust_lr"] == "match_rms_adamw"
+    _steps(opt, ours, 0, 3)
+    _steps(ref, theirs, 0, 3)
+    for a, b in zip(ours, theirs):
+        assert (a - b).abs().max() < 2e-3 * b.abs().max()  # both NS in bf16
+    with pytest.raises(ValueError, match="adjust_lr_fn must be None, 'original' or"):
+        Muon(ours, adjust_lr_fn="rms")
+    with pytest.raises(ValueError, match="eps and ns_eps name the same"):
+        Muon(ours, eps=1e-6, ns_eps=1e-5)
+
+
+@needs_torch_muon
+@pytest.mark.parametrize("direction", ["torch->optkit", "optkit->torch"])
+def test_state_dicts_load_both_ways_with_torch_muon(direction):
+    """Three steps with one, load into the other, two more: equal (to bf16 rounding) to the
+    source continuing; the momentum buffers carry over exactly."""
+    kw = dict(lr=0.02, weight_decay=0.1, momentum=0.9, adjust_lr_fn=None)
+    src_cls, dst_cls = (
+        (torch.optim.Muon, Muon) if direction == "torch->optkit" else (Muon, torch.optim.Muon)
+    )
+
+    def build(cls, params):
+        return cls(params, **kw, **({"ns_dtype": torch.bfloat16} if cls is Muon else {}))
+
+    src_params = [nn.Parameter(t) for t in _matrices()]
+    src = build(src_cls, src_params)
+    _steps(src, src_params, 0, 3)
+    dst_params = [nn.Parameter(p.detach().clone()) for p in src_params]
+    dst = build(dst_cls, dst_params)
+    dst.load_state_dict(copy.deepcopy(src.state_dict()))
+    for a, b in zip(src_params, dst_params):
+        assert torch.equal(src.state[a]["momentum_buffer"], dst.state[b]["momentum_buffer"])
+    _steps(src, src_params, 3, 5)
+    _steps(dst, dst_params, 3, 5)
+    for a, b in zip(src_params, dst_params):
+        assert (a - b).abs().max() < 2e-3 * a.abs().max()
+    if dst_cls is Muon:
+        group = dst.param_groups[0]
+        assert group["algorithm"] == "muon" and group["adjust_lr"] == "spectral"
+        assert "adjust_lr_fn" not in group
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copies_keep_partition_records(how):
+    torch.manual_seed(0)
+    model = ToyGPT(layers=1)
+    opt = Muon(model, weight_decay=0.01)
+    run(model, opt, gpt_batches(2))
+    if how == "deepcopy":
+        model2, opt2 = copy.deepcopy((model, opt))
+    else:
+        buf = io.BytesIO()
+        torch.save((model, opt), buf)
+        buf.seek(0)
+        model2, opt2 = torch.load(buf, weights_only=False)
+    assert opt2.describe() == opt.describe()
+    assert {r.name for r in opt2.records} == {r.name for r in opt.records}
+    assert all(r.param is p for r, p in zip(opt2.records, model2.parameters()) if r.name)
+    run(model, opt, gpt_batches(4), 2)
+    run(model2, opt2, gpt_batches(4), 2)
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_copies_keep_the_process_group():
+    import pickle
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        opt = Muon([nn.Parameter(torch.randn(4, 4))], process_group=dist.group.WORLD)
+        assert copy.deepcopy(opt).process_group is dist.group.WORLD
+        assert pickle.loads(pickle.dumps(opt)).process_group is dist.group.WORLD
+        sub = dist.new_group([0])
+        opt_sub = Muon([nn.Parameter(torch.randn(4, 4))], process_group=sub)
+        assert copy.deepcopy(opt_sub).process_group is sub
+        with pytest.raises(ValueError, match=r"other than the default \(WORLD\) cannot be pickled"):
+            pickle.dumps(opt_sub)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_eps_names_one_thing_per_group_kind():
+    """'eps' is Newton–Schulz's ε in "muon" groups (torch.optim.Muon's key), 'adam_eps' is
+    Adam's ε in "adamw" groups; older state dicts with 'eps' in AdamW groups still load."""
+    opt = Muon(ToyMoE(), ns_eps=1e-6, adamw_eps=1e-9)
+    kinds = {g["algorithm"]: g for g in opt.param_groups}
+    assert kinds["muon"]["eps"] == 1e-6 and "adam_eps" not in kinds["muon"]
+    assert kinds["adamw"]["adam_eps"] == 1e-9 and "eps" not in kinds["adamw"]
+    with pytest.raises(ValueError, match="names Adam's ε 'adam_eps'"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(3))], "algorithm": "adamw",
+                             "eps": 1e-8})  # fmt: skip
+    old = opt.state_dict()
+    for g in old["param_groups"]:
+        if g["algorithm"] == "adamw":
+            g["eps"] = g.pop("adam_eps")
+    opt2 = Muon(ToyMoE())
+    opt2.load_state_dict(old)
+    assert [g.get("adam_eps") for g in opt2.param_groups if g["algorithm"] == "adamw"] == [1e-9]
+
+
+def test_tensor_lr_is_one_tensor_per_group():
+    """The automatic partition makes several groups; a scheduler scales each group's tensor
+    lr once per step (a shared tensor would be scaled once per group)."""
+    opt = Muon(ToyMoE(), lr=torch.tensor(0.02), adamw_lr=torch.tensor(1e-3))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    opt.step()
+    sched.step()
+    lrs = [g["lr"].item() for g in opt.param_groups]
+    assert lrs == pytest.approx([0.01, 0.01, 5e-4])

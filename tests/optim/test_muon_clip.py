@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from optkit.optim import Muon, MuonClip
-from optkit.optim.muon_clip import AttentionSpec, QKClip, find_attention, head_max_logits
+from optkit.optim.muon_clip import (
+    AttentionSpec,
+    QKClip,
+    find_attention,
+    head_max_logits,
+    project,
+)
 from optkit.testing import ToyGPT
 
 F64 = torch.float64
@@ -104,7 +110,7 @@ def test_find_attention_and_errors():
         AttentionSpec(q_proj=attn.q_proj, k_proj=attn.k_proj, num_heads=4, head_dim=4)
     with pytest.raises(ValueError, match="qk_clip_tau must be finite and > 0"):
         MuonClip(model, qk_clip_tau=0.0)
-    with pytest.raises(ValueError, match="no q/k or qkv projections"):
+    with pytest.raises(ValueError, match="no attention layer found in the model"):
         MuonClip(torch.nn.Linear(3, 3))
 
 
@@ -181,3 +187,129 @@ def test_after_step_measure_bounds_the_updated_weights(kw):
     after = logits_of(model, data[-1])
     for S in after.values():
         assert (S <= 0.5 * (1 + 1e-3)).all()
+
+
+# --- MuonClip without specs on real layouts ------------------------------------------------------
+class EncoderLM(torch.nn.Module):
+    """Embedding → nn.TransformerEncoder (nn.MultiheadAttention, fused in_proj_weight) → head."""
+
+    def __init__(self, vocab=50, d=16, batch_first=True):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, d)
+        layer = torch.nn.TransformerEncoderLayer(d, 2, 32, dropout=0.0, batch_first=batch_first)
+        self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(d, vocab)
+        self.batch_first = batch_first
+
+    def forward(self, input_ids):
+        h = self.emb(input_ids if self.batch_first else input_ids.T)
+        out = self.head(self.encoder(h))
+        return out if self.batch_first else out.transpose(0, 1)
+
+
+def _families():
+    hf = pytest.importorskip("transformers")
+    small = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=32)  # fmt: skip
+    return {
+        "gpt2": lambda: hf.GPT2LMHeadModel(
+            hf.GPT2Config(
+                vocab_size=50,
+                n_embd=16,
+                n_layer=1,
+                n_head=2,
+                n_positions=16,
+                bos_token_id=0,
+                eos_token_id=0,
+            )
+        ),
+        "llama_gqa": lambda: hf.LlamaForCausalLM(hf.LlamaConfig(**small, num_key_value_heads=1)),
+        "bert": lambda: hf.BertForMaskedLM(hf.BertConfig(**small, max_position_embeddings=16)),
+        "mixtral": lambda: hf.MixtralForCausalLM(
+            hf.MixtralConfig(
+                **small, num_key_value_heads=1, num_local_experts=2, num_experts_per_tok=1
+            )
+        ),
+        "mha": lambda: EncoderLM(),
+        "mha_seq_first": lambda: EncoderLM(batch_first=False),
+    }
+
+
+FAMILIES = ["gpt2", "llama_gqa", "bert", "mixtral", "mha", "mha_seq_first"]
+EXPECTED_LAYOUT = {"gpt2": ("fused_qkv", 2, 2), "llama_gqa": ("separate", 2, 1),
+                   "bert": ("separate", 2, 2), "mixtral": ("separate", 2, 1),
+                   "mha": ("mha", 2, 2), "mha_seq_first": ("mha", 2, 2)}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_muonclip_finds_attention_and_bounds_clipped_heads(family):
+    torch.manual_seed(0)
+    model = _families()[family]()
+    model.train()
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
+    tau = 0.05
+    opt = MuonClip(model, lr=0.05, qk_clip_tau=tau, example_input={"input_ids": ids})
+    (spec,) = opt.qk_clip.specs.values()
+    assert (spec.layout, spec.num_heads, spec.kv_heads) == EXPECTED_LAYOUT[family]
+    # the q/k inputs of the batch, kept by an independent hook, to re-measure after the step
+    seen = {}
+    module = spec.q_proj
+
+    def keep(m, args, kwargs):
+        seen["q"] = (args[0] if args else kwargs["query"]).detach()
+        seen["k"] = (args[1] if len(args) > 1 else kwargs.get("key", seen["q"])).detach()
+
+    kmod = spec.k_proj if spec.layout == "separate" else module
+    handles = [module.register_forward_pre_hook(keep, with_kwargs=True)]
+    if kmod is not module:
+        handles.append(
+            kmod.register_forward_pre_hook(
+                lambda m, a, kw: seen.__setitem__("k", a[0].detach()), with_kwargs=True
+            )
+        )
+    with torch.no_grad():  # large q/k weights: logits far above τ
+        for w in {id(p): p for p in module.parameters()}.values():
+            w.mul_(8)
+        for w in kmod.parameters():
+            w.mul_(8)
+    out = model(input_ids=ids)
+    logits = out.logits if hasattr(out, "logits") else out
+    F.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+    opt.step()
+    for h in handles:
+        h.remove()
+    before = opt.max_logits[spec.name]
+    assert (before > tau).any(), before  # something was clipped
+    q, k = seen["q"], seen["k"]
+    if spec.layout == "mha" and not spec.q_proj.batch_first:
+        q, k = q.transpose(0, 1), k.transpose(0, 1)
+    with torch.no_grad():
+        after = head_max_logits(project(spec, "q", q), project(spec, "k", k), spec.num_heads,
+                                spec.kv_heads, scale=spec.scale, causal=spec.causal)  # fmt: skip
+    clipped = before > tau
+    assert (after[clipped] <= tau * (1 + 1e-6)).all(), (before, after)
+    assert torch.allclose(after[~clipped], before[~clipped], rtol=1e-5)
+
+
+def test_muonclip_num_heads_argument_and_conv1d_rows():
+    class Bare(torch.nn.Module):  # no head count anywhere on the module
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return (self.q_proj(x) * self.k_proj(x)).sum()
+
+    with pytest.raises(ValueError, match="pass num_heads"):
+        MuonClip(Bare(), head=False, input_layer=False)
+    opt = MuonClip(Bare(), num_heads=4, head=False, input_layer=False)
+    assert next(iter(opt.qk_clip.specs.values())).dim == 2
+
+
+def test_head_max_logits_cross_attention_keys_of_their_own_length():
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 5, 2 * 4, dtype=F64, generator=g)
+    k = torch.randn(2, 9, 2 * 4, dtype=F64, generator=g)
+    S = (q.view(2, 5, 2, 4).transpose(1, 2) @ k.view(2, 9, 2, 4).transpose(1, 2).mT) / 2.0
+    got = head_max_logits(q, k, 2, causal=True, chunk_elements=20)  # causal ignored: Tk ≠ T
+    assert torch.allclose(got.double(), S.amax(dim=(0, 2, 3)), rtol=1e-6)

@@ -8,7 +8,7 @@ With ``p = σ(F)``, per sample
 
 Each round fits one regression tree (sklearn's ``DecisionTreeRegressor``) to the negative
 gradient ``-g``; both variants share that tree *structure* and differ only in the value ``w_j``
-written into each leaf ``j`` (the samples ``I_j`` falling in it), scaled by the shrinkage ``η``:
+written into each leaf ``j`` (the samples ``I_j`` falling in it), scaled by the shrinkage ``η``::
 
     gradient:  w_j = -Σ_{I_j} g / |I_j|          (a plain gradient step on F, the tree's own fit)
     newton:    w_j = -Σ_{I_j} g / Σ_{I_j} h      (a Newton step on F restricted to the leaf)

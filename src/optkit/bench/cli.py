@@ -9,6 +9,7 @@ table); the task modules do not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -18,7 +19,15 @@ from typing import Any
 
 from . import TASKS
 
-__all__ = ["add_parser", "main", "markdown_summary", "results_table", "run_task"]
+__all__ = [
+    "REQUIRES",
+    "add_parser",
+    "main",
+    "markdown_summary",
+    "missing_requirements",
+    "results_table",
+    "run_task",
+]
 
 DESCRIPTION = """\
 Training benchmarks that show when each optimization method wins:
@@ -26,7 +35,28 @@ Training benchmarks that show when each optimization method wins:
   digits        sklearn's 8x8 digits, MLP and CNN: SGD, RMSprop, Adam, Adam+L2, AdamW, Muon
   second-order  full-batch newton-cg / lbfgs (optkit.minimize_module) vs Adam, model-size sweep
   boosting      gradient boosting with Newton (sum g / sum h) vs gradient leaf values
-Writes results.json and PNG figures into --out (default bench-output/<task>)."""
+Writes results.json and PNG figures into --out (default bench-output/<task>).
+digits, second-order and boosting need scikit-learn: pip install "optkit[bench]"."""
+
+#: What each task needs beyond optkit's own dependencies: (import name, pip package).
+REQUIRES = {
+    "grokking": (),
+    "digits": (("sklearn", "scikit-learn"),),
+    "second-order": (("sklearn", "scikit-learn"),),
+    "boosting": (("sklearn", "scikit-learn"),),
+}
+
+
+def missing_requirements(task: str) -> list[str]:
+    """The pip packages ``task`` needs that this environment lacks (empty when none).
+
+    Example:
+        >>> missing_requirements("grokking")
+        []
+    """
+    import importlib.util
+
+    return [pip for name, pip in REQUIRES[task] if importlib.util.find_spec(name) is None]
 
 
 def _module(task: str):
@@ -42,6 +72,15 @@ def _config(task: str, quick: bool, seeds: int | None):
     return cls.quick(**kwargs) if quick else cls.full(**kwargs)
 
 
+def check_optimizers(task: str, optimizers: Sequence[str]) -> tuple[str, ...]:
+    """``optimizers`` as a tuple, if ``task`` has an optimizer choice and knows them all."""
+    mod = _module(task)
+    known = (*getattr(mod, "OPTIMIZERS", ()), *getattr(mod, "MUON_VARIANTS", ()))
+    if not known or any(o not in known for o in optimizers):
+        raise ValueError(f"optimizers: {task} knows {list(known)}, got {list(optimizers)}")
+    return tuple(optimizers)
+
+
 def run_task(
     task: str,
     *,
@@ -51,14 +90,24 @@ def run_task(
     config: Any = None,
     progress: Any = None,
     cached_only: bool = False,
+    optimizers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run one task (its ``quick()`` or ``full()`` config unless ``config`` is given).
 
     ``cached_only`` (grokking): assemble the runs saved in ``out/runs`` without training.
+    ``optimizers`` (grokking, digits): run these instead of the config's.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    missing = missing_requirements(task)
+    if missing:
+        raise ModuleNotFoundError(
+            f"optkit bench {task} needs {', '.join(missing)}: "
+            f'pip install "optkit[bench]" (or pip install {" ".join(missing)})'
+        )
     cfg = config if config is not None else _config(task, quick, seeds)
+    if optimizers is not None:
+        cfg = dataclasses.replace(cfg, optimizers=check_optimizers(task, optimizers))
     if cached_only:
         if task != "grokking":
             raise ValueError("cached_only is only available for grokking")
@@ -127,11 +176,21 @@ def _command(args: argparse.Namespace) -> int:
     )
 
     console = Console()
+    if not console.is_terminal:  # logs, pipes: 120 columns, as the other optkit commands
+        console = Console(width=120)
     if args.seeds is not None and args.seeds < 1:
-        console.print("optkit bench: --seeds must be ≥ 1", style="red")
+        print("optkit bench: error: --seeds must be an integer >= 1", file=sys.stderr)
         return 2
     if args.cached_only and args.task != "grokking":
-        console.print("optkit bench: --cached-only applies to grokking only", style="red")
+        print("optkit bench: error: --cached-only applies to grokking only", file=sys.stderr)
+        return 2
+    missing = missing_requirements(args.task)
+    if missing:
+        print(
+            f"optkit bench: error: {args.task} needs {', '.join(missing)}, which is not "
+            f'installed: pip install "optkit[bench]" (or pip install {" ".join(missing)})',
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out) if args.out else Path("bench-output") / args.task
     started = time.perf_counter()
@@ -150,12 +209,14 @@ def _command(args: argparse.Namespace) -> int:
             out=out,
             progress=progress,
             cached_only=args.cached_only,
+            optimizers=args.optimizers.split(",") if args.optimizers else None,
         )
     console.print(results_table(results))
     argv = ["optkit bench", args.task, *(["--quick"] if args.quick else [])]
     argv += [f"--seeds {args.seeds}"] if args.seeds is not None else []
     argv += [f"--out {args.out}"] if args.out else []
     argv += ["--cached-only"] if args.cached_only else []
+    argv += [f"--optimizers {args.optimizers}"] if args.optimizers else []
     (out / "summary.md").write_text(markdown_summary(results, " ".join(argv)))
     m = results["machine"]
     console.print(
@@ -181,6 +242,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--cached-only",
         action="store_true",
         help="grokking: assemble the runs saved under OUT/runs without training more",
+    )
+    p.add_argument(
+        "--optimizers",
+        default=None,
+        help="grokking, digits: comma-separated optimizers to run, e.g. adamw,muon,muon_normuon",
     )
     p.set_defaults(func=_command, command="bench")
     return p

@@ -48,6 +48,14 @@ from ._common import (
 __all__ = ["DigitsConfig", "load_data", "make_model", "make_optimizer", "run", "train_one"]
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adam_l2", "adamw", "muon")
+# Muon with one of its update options (opt-in by name, e.g. ``optkit bench digits
+# --optimizers adamw,muon,muon_normuon``); lrs as muon's, weight decays from the config.
+MUON_VARIANTS: dict[str, dict[str, Any]] = {
+    "muon_wd": {},
+    "muon_cautious": {"cautious_wd": True},
+    "muon_normuon": {"normuon": True},
+    "muon_input_layer": {"input_layer": False},  # the first layer by Muon too
+}
 MODELS = ("mlp", "cnn")
 
 
@@ -57,13 +65,16 @@ class DigitsConfig:
 
     Args:
         models: ``mlp`` and/or ``cnn``.
-        optimizers: Names from :data:`OPTIMIZERS`.
+        optimizers: Names from :data:`OPTIMIZERS` or :data:`MUON_VARIANTS` (Muon with
+            decoupled weight decay, cautious weight decay, NorMuon, or with its input layer
+            by Muon instead of AdamW; their lrs default to muon's).
         epochs: Passes over the training set.
         batch_size: Mini-batch size.
         evals_per_epoch: Test evaluations per epoch (curve resolution).
         seeds: Seeds (seed 0 also selects hyperparameters).
         lrs: Learning-rate sweep per optimizer.
-        weight_decays: Weight-decay sweep for ``adam_l2`` (λ of the L2 term) and ``adamw``.
+        weight_decays: Weight-decay sweep for ``adam_l2`` (λ of the L2 term), ``adamw`` and
+            the Muon variants (Muon groups' decoupled decay; none for ``muon``).
         muon_adamw_lr: Learning rate of Muon's AdamW part (head, biases).
         limit: Use only the first ``limit`` samples (tests); None: all 1797.
         num_threads: ``torch.set_num_threads`` during training.
@@ -86,7 +97,12 @@ class DigitsConfig:
         }
     )
     weight_decays: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"adam_l2": (1e-4, 1e-3), "adamw": (1e-2, 1e-1)}
+        default_factory=lambda: {
+            "adam_l2": (1e-4, 1e-3),
+            "adamw": (1e-2, 1e-1),
+            "muon_wd": (0.1, 0.5),  # decoupled: θ shrinks by lr·wd per step
+            "muon_cautious": (0.1, 0.5),
+        }
     )
     muon_adamw_lr: float = 3e-3
     limit: int | None = None
@@ -177,9 +193,11 @@ def make_optimizer(name: str, model: nn.Module, lr: float, wd: float, cfg: Digit
         return optkit.Adam(params, lr=lr, weight_decay=wd)
     if name == "adamw":
         return optkit.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "muon":
-        return optkit.optim.Muon(model, lr=lr, adamw_lr=cfg.muon_adamw_lr)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if name == "muon" or name in MUON_VARIANTS:
+        return optkit.optim.Muon(
+            model, lr=lr, weight_decay=wd, adamw_lr=cfg.muon_adamw_lr, **MUON_VARIANTS.get(name, {})
+        )
+    raise ValueError(f"optimizer must be one of {(*OPTIMIZERS, *MUON_VARIANTS)}, got {name!r}")
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -250,7 +268,7 @@ def train_one(
 
 def _grid(cfg: DigitsConfig, name: str) -> list[tuple[float, float]]:
     wds = cfg.weight_decays.get(name, (0.0,))
-    return list(itertools.product(cfg.lrs[name], wds))
+    return list(itertools.product(cfg.lrs.get(name, cfg.lrs["muon"]), wds))
 
 
 def _steps_to(curves: dict[str, list[float]], key: str, level: float) -> tuple[float, float]:

@@ -47,6 +47,13 @@ from ._common import (
 __all__ = ["GrokkingConfig", "Transformer", "make_data", "make_optimizer", "run", "train_one"]
 
 OPTIMIZERS = ("adamw", "muon", "muonclip")
+# Muon with one of its update options, at muon's settings otherwise (opt-in by name:
+# ``optimizers=("adamw", "muon", "muon_normuon", ...)`` or ``optkit bench --optimizers``).
+MUON_VARIANTS: dict[str, dict[str, Any]] = {
+    "muon_normuon": {"normuon": True},
+    "muon_cautious": {"cautious_wd": True},
+    "muon_normuon_cautious": {"normuon": True, "cautious_wd": True},
+}
 # One lr grid for every optimizer (Muon's "match_rms_adamw" makes its lr AdamW-like). Order
 # only saves compute: a sweep run stops at the best step count so far, so likely winners first.
 LR_GRID = (1e-2, 2e-2, 3e-2, 5e-2, 1e-1, 2e-1, 5e-3, 3e-3)
@@ -64,8 +71,10 @@ class GrokkingConfig:
         eval_every: Steps between validation evaluations (steps-to-target has this resolution).
         target_acc: Validation accuracy that counts as grokked.
         seeds: Seeds per optimizer (seed 0 is also the sweep seed).
-        optimizers: Which of ``adamw``, ``muon``, ``muonclip`` to run.
-        lrs: Learning-rate sweep per optimizer (for Muon: the Muon groups' lr).
+        optimizers: Which of ``adamw``, ``muon``, ``muonclip`` (and of :data:`MUON_VARIANTS`:
+            Muon with NorMuon and/or cautious weight decay) to run.
+        lrs: Learning-rate sweep per optimizer (for Muon: the Muon groups' lr; a variant
+            without an entry uses muon's).
         weight_decay: AdamW's decoupled weight decay (also Muon's AdamW part).
         muon_weight_decay: Decoupled weight decay of the Muon groups.
         muon_adjust_lr: Muon's ``adjust_lr``. ``"match_rms_adamw"`` (Moonlight: updates with
@@ -198,7 +207,13 @@ class Transformer(nn.Module):
         self.pos = nn.Embedding(3, d)
         nn.init.normal_(self.pos.weight, std=0.02)  # small: a and b start nearly interchangeable
         self.blocks = nn.ModuleList(Block(d, heads, d_mlp) for _ in range(layers))
-        self.unembed = nn.Linear(d, p, bias=False)  # the last Linear: Muon's output head
+        self.unembed = nn.Linear(d, p, bias=False)  # Muon's output head (get_output_embeddings)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.unembed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x) + self.pos.weight[: x.shape[1]]
@@ -224,11 +239,11 @@ def make_optimizer(name: str, model: nn.Module, lr: float, cfg: GrokkingConfig):
         adamw_betas=cfg.betas,
         adamw_weight_decay=cfg.weight_decay,
     )
-    if name == "muon":
-        return optkit.optim.Muon(model, **common)
+    if name == "muon" or name in MUON_VARIANTS:
+        return optkit.optim.Muon(model, **common, **MUON_VARIANTS.get(name, {}))
     if name == "muonclip":
         return optkit.optim.MuonClip(model, qk_clip_tau=cfg.qk_clip_tau, **common)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    raise ValueError(f"optimizer must be one of {(*OPTIMIZERS, *MUON_VARIANTS)}, got {name!r}")
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -318,6 +333,7 @@ _IRRELEVANT = {
     "adamw": ("muon_weight_decay", "muon_adjust_lr", "adamw_lr", "qk_clip_tau"),
     "muon": ("qk_clip_tau",),
     "muonclip": (),
+    **{name: ("qk_clip_tau",) for name in MUON_VARIANTS},
 }
 
 
@@ -394,7 +410,7 @@ def run(
         for name in cfg.optimizers:
             best = None
             sweep[name] = []
-            for lr in cfg.lrs[name]:
+            for lr in cfg.lrs.get(name, cfg.lrs.get("muon", LR_GRID)):
                 cap = cfg.max_steps if best is None else min(cfg.max_steps, best["steps_to_target"])
                 r = _train_cached(cfg, name, lr, 0, cap, runs_dir, progress, train)
                 if r is None:

@@ -3,7 +3,7 @@
 Full-batch second-order fits with ``optkit.minimize_module`` (``newton-cg``: truncated CG on
 Hessian-vector products; ``lbfgs``: two-loop recursion, m = 10; both with a strong-Wolfe line
 search) against ``optkit.Adam``, full batch and mini-batch (the lecture: large models reward
-"updates rápidos"). The data is sklearn's bundled digits (1797 × 64, 10 classes), all of it as
+fast updates). The data is sklearn's bundled digits (1797 × 64, 10 classes), all of it as
 the training set: this is about optimization speed, not generalization.
 
 1. Multinomial logistic regression (650 parameters) with an L2 term λ/2‖W‖², float64: convex,
@@ -150,8 +150,8 @@ def fit(
 
     if method in ("newton-cg", "lbfgs"):
 
-        def callback(res) -> bool:
-            return record(float(res.fun))
+        def callback(intermediate_result) -> bool:
+            return record(float(intermediate_result.fun))
 
         options = {"max_iter": 10**6, "gtol": 1e-10}
         _minimize_module()(model, loss_fn, method=method, options=options, callback=callback)

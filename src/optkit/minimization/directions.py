@@ -3,14 +3,18 @@
 Symbols (flat vectors in Rⁿ): x the iterate, f = f(x), g = ∇f(x), d the direction, t the step,
 s = x₊ − x = t·d, y = g₊ − g, ρ = 1/(yᵀs), H an inverse-Hessian approximation, B = ∇²f(x).
 
-A direction object has three methods, and the one loop in :mod:`._loop` drives them all:
+Each class implements the :class:`._loop.Direction` protocol, and the one loop in
+:mod:`._loop` drives them all:
 
 * ``__call__(x, f, g, objective) -> d`` — the direction at x;
 * ``update(s, y)`` — learn from an accepted step;
-* ``reset()`` — forget curvature information (used after a failed step).
+* ``reset()`` — forget curvature information (used after a failed step);
+* ``trial_step(k, f_prev, f, gᵀd, ‖g‖₂) -> t₀`` — the line search's first trial step: 1 for
+  Newton directions, the step that reaches the last decrease of f for −g and BFGS (SciPy's
+  rule), 1 for L-BFGS once it has pairs and 1/‖g‖₂ on its very first step (L-BFGS-B's rule).
 
-``has_curvature`` says whether the direction is scaled (a unit step is natural); otherwise the
-loop guesses the first trial step from the last decrease in f.
+Vectors are torch tensors or, on the CPU fast path for NumPy functions, NumPy arrays; BFGS and
+L-BFGS then run on SciPy's BLAS (:mod:`._cpu_blas`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from collections import deque
 import numpy as np
 import torch
 
+from ._loop import last_decrease_step
+
 __all__ = ["BFGS", "LBFGS", "Newton", "NewtonCG", "SteepestDescent", "two_loop"]
 
 
@@ -29,6 +35,7 @@ class SteepestDescent:
     search instead of a fixed γ."""
 
     has_curvature = False
+    guard_rise = True
 
     def __call__(self, x, f, g, objective):
         return -g
@@ -38,6 +45,18 @@ class SteepestDescent:
 
     def reset(self) -> None:
         pass
+
+    def trial_step(self, k, f_prev, f, dg, gnorm2) -> float:
+        return last_decrease_step(f_prev, f, dg)
+
+
+class _UnitStep:
+    """Newton-type directions are scaled: the line search starts at t = 1."""
+
+    guard_rise = False
+
+    def trial_step(self, k, f_prev, f, dg, gnorm2) -> float:
+        return 1.0
 
 
 # Small dense factorizations on the CPU go through SciPy's LAPACK: torch's (MKL + OpenMP) wakes
@@ -80,7 +99,7 @@ def _eigvalsh(B: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(B)
 
 
-class Newton:
+class Newton(_UnitStep):
     """The lecture's Newton step ``d = −B⁻¹g``, with B = ∇²f(x) by autograd (or the user's).
 
     B is factored by Cholesky, ``B = LLᵀ``. When B is not positive definite, d would not be a
@@ -130,7 +149,7 @@ class Newton:
         pass
 
 
-class NewtonCG:
+class NewtonCG(_UnitStep):
     """Truncated Newton: solve ``B d = −g`` approximately by conjugate gradients on H·v products.
 
     Each product ``B·p`` is one double backward (no n × n matrix). CG stops when
@@ -181,12 +200,12 @@ class NewtonCG:
         pass
 
 
-def _curvature_ok(sy: float, s: torch.Tensor, y: torch.Tensor) -> bool:
-    """``yᵀs > 0`` with a margin for rounding (skip the pair otherwise)."""
+def _curvature_ok(sy: float, s, y) -> bool:
+    """``yᵀs > ε‖s‖‖y‖`` (positive with a margin for rounding; skip the pair otherwise)."""
     if not math.isfinite(sy) or sy <= 0.0:
         return False
-    eps = torch.finfo(s.dtype).eps
-    return sy > eps * float(torch.linalg.vector_norm(s)) * float(torch.linalg.vector_norm(y))
+    finfo = np.finfo if isinstance(s, np.ndarray) else torch.finfo
+    return sy > finfo(s.dtype).eps * math.sqrt(float(s @ s)) * math.sqrt(float(y @ y))
 
 
 class BFGS:
@@ -195,46 +214,82 @@ class BFGS:
     After an accepted step (s, y) with ``ρ = 1/(yᵀs)`` and ``V = I − ρ y sᵀ``::
 
         H₊ = Vᵀ H V + ρ s sᵀ
-           = H − ρ (H y sᵀ + s yᵀ H) + (ρ² yᵀHy + ρ) s sᵀ      (three rank-one updates, O(n²))
+           = H − ρ (H y sᵀ + s yᵀ H) + (ρ² yᵀHy + ρ) s sᵀ      (rank-two updates, O(n²))
 
     which keeps H symmetric positive definite whenever yᵀs > 0 and satisfies the secant
-    equation ``H₊ y = s``. H₀ = I as in the lecture (and SciPy); the first trial step along
-    ``−g`` is then sized from a linear model (see :mod:`._loop`). ``h0="scaled"`` instead rescales
-    H₀ to ``(yᵀs / yᵀy)·I`` just before the first update (N&W eq. 6.20).
+    equation ``H₊ y = s``. H₀ = I as in the lecture (and SciPy), or the user's ``H0`` (SciPy's
+    ``hess_inv0``); ``h0="scaled"`` instead rescales H₀ to ``(yᵀs / yᵀy)·I`` just before the first
+    update (N&W eq. 6.20). Every line search starts at SciPy's trial step
+    ``min(1, 2.02·(f_prev − f)/|gᵀd|)`` (:func:`._loop.last_decrease_step`): while H is still far
+    from the inverse Hessian a unit step overshoots, and on Rosenbrock n = 50 starting at 1 cost
+    1.9 evaluations per iteration against SciPy's 1.1 (480 against 390 evaluations in all).
 
     Why H₀ = I is the default (the design sketch had "scaled"): on the 29-problem test set the
     scaled start took more iterations on most badly scaled problems (ill-conditioned quadratic
     n = 20, κ = 10⁴: 121 iterations vs 20; Osborne 1: 91 vs 51; Box 3-D: 33 vs 9), because
     ``yᵀs / yᵀy`` tracks the *largest* curvature, so H starts too small in every other direction
-    and BFGS corrects too-small eigenvalues of H slowly; median function evaluations against
-    SciPy were 1.07× scaled vs 1.00× identity. Pairs with ``yᵀs ≤ 0`` are skipped (they cannot
-    occur after a strong-Wolfe step, but can after an Armijo one).
+    and BFGS corrects too-small eigenvalues of H slowly. Pairs with ``yᵀs ≤ 0`` are skipped (they
+    cannot occur after a strong-Wolfe step, but can after an Armijo one).
+
+    Attributes:
+        H: The current H (a tensor, or on the NumPy path the full symmetric NumPy array), None
+            before the first update.
     """
 
-    def __init__(self, h0: str = "identity") -> None:
-        self.h0 = h0
-        self.H: torch.Tensor | None = None
+    guard_rise = True
+
+    def __init__(self, h0: str = "identity", H0=None) -> None:
+        self.h0, self.H0 = h0, H0
+        self._H = None  # torch tensor, or _cpu_blas.SymmetricBLAS on the NumPy path
         self.skipped = 0
+        if H0 is not None:
+            self._H = self._start(H0)
+
+    @staticmethod
+    def _start(H0):
+        if isinstance(H0, np.ndarray):
+            from ._cpu_blas import SymmetricBLAS
+
+            return SymmetricBLAS(H0)
+        return H0.clone()
+
+    @property
+    def H(self):
+        H = self._H
+        return H if H is None or isinstance(H, torch.Tensor) else H.full()
 
     @property
     def has_curvature(self) -> bool:
-        return self.H is not None
+        return self._H is not None
 
     def __call__(self, x, f, g, objective):
-        if self.H is None:
+        H = self._H
+        if H is None:
             return -g
-        return -(self.H @ g)
+        if isinstance(H, torch.Tensor):
+            return -(H @ g)
+        return -H.matvec(g)
 
     def update(self, s, y) -> None:
+        numpy_path = isinstance(s, np.ndarray)
         sy = float(s @ y)
         if not _curvature_ok(sy, s, y):
             self.skipped += 1
             return
-        if self.H is None:
+        if self._H is None:
             scale = sy / float(y @ y) if self.h0 == "scaled" else 1.0
-            self.H = torch.diag(torch.full_like(s, scale))
-        H = self.H
+            if numpy_path:
+                self._H = self._start(np.eye(s.size, dtype=s.dtype) * scale)
+            else:
+                self._H = torch.diag(torch.full_like(s, scale))
+        H = self._H
         rho = 1.0 / sy
+        if numpy_path:
+            Hy = H.matvec(y)
+            yHy = float(y @ Hy)
+            H.rank2(Hy, s, -rho)
+            H.rank1(s, rho * rho * yHy + rho)
+            return
         Hy = H @ y
         yHy = float(y @ Hy)
         H.addr_(s, s, alpha=rho * rho * yHy + rho)
@@ -242,10 +297,32 @@ class BFGS:
         H.addr_(s, Hy, alpha=-rho)
 
     def reset(self) -> None:
-        self.H = None
+        self._H = None
+
+    def trial_step(self, k, f_prev, f, dg, gnorm2) -> float:
+        return last_decrease_step(f_prev, f, dg)
 
 
-def two_loop(g, pairs, gamma):
+def _level1(v):
+    """``(dot, axpy)`` on a flat vector: SciPy BLAS for NumPy arrays and CPU float tensors (on
+    NumPy views of them, no copy), torch otherwise."""
+    from ._cpu_blas import level1
+
+    if isinstance(v, np.ndarray) or v.device.type == "cpu":
+        return level1(v.dtype)
+    return None
+
+
+def _torch_dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b)
+
+
+def _torch_axpy(x: torch.Tensor, y: torch.Tensor, n: int, a: float) -> torch.Tensor:
+    """``y ← a·x + y`` in place, BLAS's argument order."""
+    return y.add_(x, alpha=a)
+
+
+def two_loop(g, pairs, gamma, level1=None):
     """``H·g`` for the L-BFGS matrix H built from ``pairs`` [(s, y, ρ), oldest first] on
     ``H₀ = γI``: the two-loop recursion (N&W Algorithm 7.4), O(m·n).
 
@@ -262,45 +339,35 @@ def two_loop(g, pairs, gamma):
 
     Without ρᵢ in βᵢ the result is not H·g (and not even a descent direction in general).
 
+    Args:
+        g: The vector (tensor or NumPy array).
+        pairs: ``(s, y, ρ)`` of the same kind as g.
+        gamma: γ.
+        level1: ``(dot, axpy)`` BLAS routines (:func:`._cpu_blas.level1`) for NumPy vectors:
+            then every dot product and axpy is one BLAS call (~0.3 µs, against a few µs per
+            torch call); None: torch operations.
+
     Example:
         >>> import torch
         >>> s, y = torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0])
         >>> two_loop(torch.tensor([4.0, 1.0]), [(s, y, 0.5)], 1.0)  # H = diag(1/2, 1)
         tensor([2., 1.])
     """
-    q = g.clone()
-    alphas = []
-    for s, y, rho in reversed(pairs):
-        a = rho * float(s @ q)
-        q.add_(y, alpha=-a)
-        alphas.append(a)
-    r = q.mul_(gamma)
-    for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        b = rho * float(y @ r)
-        r.add_(s, alpha=a - b)
-    return r
-
-
-def _blas_level1(t: torch.Tensor):
-    """``(dot, axpy)`` of SciPy's BLAS for CPU float32 / float64 tensors, else None."""
-    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
-        return None
-    import scipy.linalg.blas as blas
-
-    return (blas.ddot, blas.daxpy) if t.dtype == torch.float64 else (blas.sdot, blas.saxpy)
-
-
-def _two_loop_blas(g: np.ndarray, pairs, gamma: float, dot, axpy) -> np.ndarray:
-    """:func:`two_loop` on NumPy views, one BLAS call per dot product and per axpy."""
-    q = np.array(g)  # a contiguous copy
+    n = g.shape[0]
+    if level1 is None:
+        dot, axpy = _torch_dot, _torch_axpy
+        q = g.clone()
+    else:
+        dot, axpy = level1  # called directly: a Python wrapper would cost as much as the call
+        q = np.array(g)  # a contiguous copy
     alphas = []
     for s, y, rho in reversed(pairs):
         a = rho * dot(s, q)
-        q = axpy(y, q, a=-a)  # in place: q is contiguous of the right type
+        q = axpy(y, q, n, -a)
         alphas.append(a)
     q *= gamma
     for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-        q = axpy(s, q, a=a - rho * dot(y, q))
+        q = axpy(s, q, n, a - rho * dot(y, q))
     return q
 
 
@@ -309,35 +376,39 @@ class LBFGS:
 
     ``H₀ = γ I`` with ``γ = sᵀy / yᵀy`` from the newest pair (the lecture's ``H_t⁰``,
     N&W eq. 7.20). Memory O(m·n), time O(m·n) per direction. Pairs with ``yᵀs ≤ 0`` are skipped.
-    The very first step, along −g, is tried at t = 1/‖g‖₂ as in L-BFGS-B (see :mod:`._loop`);
-    with ``h0="first"`` at BFGS's first trial step instead.
+    The very first step, along −g, is tried at t = 1/‖g‖₂ as in L-BFGS-B; later ones at t = 1.
+    With ``h0="first"`` γ comes from the first pair and the trial steps are BFGS's, so that with
+    m ≥ iterations the iterates equal dense :class:`BFGS` with ``h0="scaled"``.
 
-    On the CPU (float32 / float64) the recursion runs on NumPy views of the same tensors (no
-    copies) with SciPy's BLAS ``dot`` / ``axpy``: each torch call costs a few µs of dispatch,
-    and the 4m calls of :func:`two_loop` took ~70 µs per direction at n = 650, m = 10 against
-    ~14 µs this way (same arithmetic; results agree to rounding). At n = 10⁶ both are
-    memory-bound and equal. Elsewhere (CUDA) :func:`two_loop` itself runs.
+    On the CPU (float32 / float64) the recursion runs with SciPy's BLAS ``dot`` / ``axpy``, on
+    NumPy views of the same tensors (no copies) or on the NumPy vectors of the NumPy path: each
+    torch call costs a few µs of dispatch, and the 4m calls of :func:`two_loop` in torch took
+    ~70 µs per direction at n = 650, m = 10 against ~14 µs this way (same arithmetic; results
+    agree to rounding). Elsewhere (CUDA) the recursion runs in torch.
 
-    Tried and not kept: the compact representation of Byrd, Nocedal & Schnabel (1994):
-    ``H g = γg + [S Y]·M·[S Y]ᵀg`` with a 2m × 2m middle matrix M rebuilt after each update.
-    Its direction is three torch calls, but rebuilding M (k × k algebra) cost as much as it
-    saved at n = 650 (44.6 against 42.4 ms to scikit-learn's objective on digits, medians
-    of 15 runs), and at n = 10⁶ it reads the history three times per iteration instead of
-    twice (45–47 against 39–44 ms per iteration on extended Rosenbrock).
+    The two-loop recursion, not the compact representation of Byrd, Nocedal & Schnabel (1994):
+    rebuilding its 2m × 2m middle matrix costs what it saves, and it reads the history three
+    times per iteration instead of two (measurements: docs/benchmarks/what_we_tried.md).
 
     Args:
-        history: m, number of (s, y) pairs kept (default 10).
+        history: m, number of (s, y) pairs kept (default 10; SciPy's ``maxcor``).
         h0: ``"last"`` (γ from the newest pair, default) or ``"first"`` (γ from the first pair
-            ever accepted, so that with m ≥ iterations the result equals dense :class:`BFGS`).
+            ever accepted).
+        guard_rise: The line search's guard after a rise of f (L-BFGS-B's ``dcsrch`` has it;
+            optkit's lbfgs leaves it off, see :func:`.line_search.strong_wolfe`).
+
+    Attributes:
+        pairs: The kept ``(s, y, ρ)``, oldest first, as the loop's vectors.
+        gamma: γ.
     """
 
-    def __init__(self, history: int = 10, h0: str = "last") -> None:
+    def __init__(self, history: int = 10, h0: str = "last", guard_rise: bool = False) -> None:
         self.history, self.h0 = history, h0
-        # first trial step 1/‖g₀‖₂ as L-BFGS-B; h0="first" keeps BFGS's, to equal dense BFGS
-        self.first_step_inverse_gnorm = h0 == "last"
+        self.guard_rise = guard_rise or h0 == "first"
         self.pairs: deque = deque(maxlen=history)
-        self._np_pairs: deque = deque(maxlen=history)  # the same pairs as NumPy views (CPU)
-        self._blas = None  # (dot, axpy) when the pairs live on the CPU
+        self._views: deque = deque(maxlen=history)  # NumPy views of the pairs (CPU BLAS)
+        self._level1 = None
+        self._eps: float | None = None
         self.gamma: float | None = None
         self.skipped = 0
 
@@ -348,35 +419,62 @@ class LBFGS:
     def __call__(self, x, f, g, objective):
         if not self.pairs:
             return -g
-        if self._blas is not None and g.dtype == self.pairs[0][0].dtype:
-            d = _two_loop_blas(g.detach().cpu().numpy(), self._np_pairs, self.gamma, *self._blas)
-            return torch.from_numpy(d).neg_()
-        return two_loop(g, list(self.pairs), self.gamma).neg_()
+        if self._level1 is None or g.dtype != self.pairs[0][0].dtype:
+            return two_loop(g, list(self.pairs), self.gamma).neg_()
+        if isinstance(g, np.ndarray):
+            return -two_loop(g, self._views, self.gamma, self._level1)
+        d = two_loop(g.detach().cpu().numpy(), self._views, self.gamma, self._level1)
+        return torch.from_numpy(d).neg_()
 
     def update(self, s, y) -> None:
         if not self.pairs:
-            self._blas = _blas_level1(s)
-        if self._blas is not None:
-            dot = self._blas[0]
-            sn, yn = (
-                np.ascontiguousarray(s.detach().numpy()),
-                np.ascontiguousarray(y.detach().numpy()),
-            )
+            self._level1 = _level1(s)
+        if self._level1 is not None:
+            dot = self._level1[0]
+            if isinstance(s, np.ndarray):
+                sn, yn = np.ascontiguousarray(s), np.ascontiguousarray(y)
+            else:
+                sn = np.ascontiguousarray(s.detach().numpy())
+                yn = np.ascontiguousarray(y.detach().numpy())
             sy, yy = dot(sn, yn), dot(yn, yn)
             norms = math.sqrt(dot(sn, sn)) * math.sqrt(yy)
         else:
             sy, yy = float(s @ y), float(y @ y)
             norms = float(torch.linalg.vector_norm(s)) * float(torch.linalg.vector_norm(y))
-        if not (math.isfinite(sy) and sy > 0.0 and sy > torch.finfo(s.dtype).eps * norms):
+        if self._eps is None:
+            finfo = np.finfo if isinstance(s, np.ndarray) else torch.finfo
+            self._eps = float(finfo(s.dtype).eps)
+        if not (math.isfinite(sy) and sy > 0.0 and sy > self._eps * norms):
             self.skipped += 1  # as _curvature_ok
             return
         if self.h0 == "last" or self.gamma is None:
             self.gamma = sy / yy
         self.pairs.append((s, y, 1.0 / sy))
-        if self._blas is not None:
-            self._np_pairs.append((sn, yn, 1.0 / sy))
+        if self._level1 is not None:
+            self._views.append((sn, yn, 1.0 / sy))
 
     def reset(self) -> None:
         self.pairs.clear()
-        self._np_pairs.clear()
+        self._views.clear()
         self.gamma = None
+
+    def trial_step(self, k, f_prev, f, dg, gnorm2) -> float:
+        if self.h0 == "first":
+            return last_decrease_step(f_prev, f, dg)
+        if self.pairs:
+            return 1.0
+        if k == 1:  # L-BFGS-B's first trial step along −g: 1/‖g‖₂, not capped at 1
+            return 1.0 / gnorm2 if gnorm2 > 0 and math.isfinite(gnorm2) else 1.0
+        return last_decrease_step(f_prev, f, dg)
+
+    def inverse_hessian(self):
+        """The current H as an :class:`~optkit.minimization.result.InverseHessianProduct`."""
+        from .result import InverseHessianProduct
+
+        if not self.pairs:
+            return None
+        S = [p[0] for p in self.pairs]
+        Y = [p[1] for p in self.pairs]
+        if isinstance(S[0], np.ndarray):
+            return InverseHessianProduct(np.stack(S), np.stack(Y), self.gamma)
+        return InverseHessianProduct(torch.stack(S), torch.stack(Y), self.gamma)

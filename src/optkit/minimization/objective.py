@@ -24,7 +24,21 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AutogradObjective", "CallableObjective", "Objective", "to_float"]
+__all__ = [
+    "FD_SCHEMES",
+    "AutogradObjective",
+    "CallableObjective",
+    "Objective",
+    "fd_gradient",
+    "symmetrize",
+    "to_float",
+]
+
+
+def symmetrize(H: torch.Tensor) -> torch.Tensor:
+    """``(H + Hᵀ) / 2``: Hessians built column by column (autograd, finite differences) are
+    symmetric only up to rounding; Cholesky and the eigen-solver assume exact symmetry."""
+    return 0.5 * (H + H.T)
 
 
 def to_float(value: Any, what: str = "fun") -> float:
@@ -74,7 +88,7 @@ class Objective:
     # -- f and g -------------------------------------------------------------------------------
     def _is_cached(self, x: torch.Tensor) -> bool:
         c = self._x
-        return c is not None and (c is x or (c.shape == x.shape and torch.equal(c, x)))
+        return c is not None and (c is x or (c.shape == x.shape and bool((c == x).all())))
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
         """Return ``(f(x), ∇f(x))``; f is a Python float, g a flat tensor. Cached on x."""
@@ -113,8 +127,7 @@ class Objective:
 
     def _hess(self, x: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
-        H = torch.stack([self._hessp(x, eye[i]) for i in range(self.n)])
-        return 0.5 * (H + H.T)
+        return symmetrize(torch.stack([self._hessp(x, eye[i]) for i in range(self.n)]))
 
 
 class AutogradObjective(Objective):
@@ -242,32 +255,153 @@ class AutogradObjective(Objective):
                     retain_graph=True,
                     is_grads_batched=True,
                 )
-                H = H.reshape(self.n, self.n).detach()
-                return 0.5 * (H + H.T)
+                return symmetrize(H.reshape(self.n, self.n).detach())
             except RuntimeError:
                 pass  # an op without a batching rule: fall back to n passes below
-        H = torch.stack([self._hessp(x, eye[i]) for i in range(self.n)])
-        return 0.5 * (H + H.T)
+        return symmetrize(torch.stack([self._hessp(x, eye[i]) for i in range(self.n)]))
+
+
+FD_SCHEMES = ("2-point", "3-point", "cs")
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def fd_gradient(
+    call: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    f0: float,
+    scheme: str = "2-point",
+    abs_step: float | None = None,
+    rel_step: float | None = None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """Finite-difference gradient, SciPy's ``approx_derivative`` steps; returns (g, calls).
+
+    Steps: ``h_i = abs_step`` when given (SciPy's ``eps`` option, used when ``jac=None``), else
+    ``h_i = rel_step·sign(x_i)·max(1, |x_i|)`` with ``rel_step`` defaulting to ``√ε`` (2-point,
+    complex step) or ``ε^(1/3)`` (3-point). Forward differences ``(f(x + h_i e_i) − f0)/h_i``
+    (2-point), central ``(f(x + h e_i) − f(x − h e_i))/(2h)`` (3-point) or the complex step
+    ``Im f(x + i·h e_i)/h`` (cs). Inside bounds, a forward step that would leave the box is taken
+    backwards (2-point) and a central one becomes one-sided (3-point), as SciPy does.
+    """
+    n = x.size
+    dtype_eps = float(np.finfo(x.dtype).eps) if x.dtype.kind == "f" else _EPS64
+    sign = np.where(x >= 0, 1.0, -1.0)
+    if abs_step is not None and scheme == "2-point":
+        h = np.full(n, float(abs_step))
+        zero = (x + h) - x == 0  # a step lost to rounding: fall back to the relative one
+        h = np.where(zero, dtype_eps**0.5 * sign * np.maximum(1.0, np.abs(x)), h)
+    else:
+        rel = (
+            rel_step
+            if rel_step is not None
+            else dtype_eps ** (1 / 3 if scheme == "3-point" else 0.5)
+        )
+        h = rel * sign * np.maximum(1.0, np.abs(x))
+    one_sided = np.zeros(n, dtype=bool)
+    if lower is not None and upper is not None and scheme != "cs":
+        if scheme == "2-point":
+            out = (x + h < lower) | (x + h > upper)
+            h = np.where(out, -h, h)
+        else:
+            hh = np.abs(h)
+            fwd_ok, bwd_ok = x + 2 * hh <= upper, x - 2 * hh >= lower
+            both = (x - hh >= lower) & (x + hh <= upper)
+            one_sided = ~both
+            h = np.where(both, hh, np.where(fwd_ok, hh, np.where(bwd_ok, -hh, hh)))
+    g = np.empty(n)
+    calls = 0
+    for i in range(n):
+        xi = x[i]
+        if scheme == "cs":
+            xc = x.astype(complex)
+            xc[i] = xi + 1j * h[i]
+            g[i] = np.imag(complex(np.asarray(call(xc)).reshape(()))) / h[i]
+            calls += 1
+            continue
+        xp = x.copy()
+        xp[i] = xi + h[i]
+        dx = xp[i] - xi  # the step as represented
+        if scheme == "2-point":
+            g[i] = (to_float(call(xp)) - f0) / dx
+            calls += 1
+        elif one_sided[i]:  # one-sided 3-point: (−3f0 + 4f(x+h) − f(x+2h)) / 2h
+            x2 = x.copy()
+            x2[i] = xi + 2 * h[i]
+            g[i] = (-3 * f0 + 4 * to_float(call(xp)) - to_float(call(x2))) / (2 * dx)
+            calls += 2
+        else:
+            xm = x.copy()
+            xm[i] = xi - h[i]
+            g[i] = (to_float(call(xp)) - to_float(call(xm))) / (2 * dx)
+            calls += 2
+    return g, calls
 
 
 class CallableObjective(Objective):
     """Derivatives from user callables, SciPy conventions; the NumPy bridge lives here.
 
+    The flat vectors handed to the methods are torch tensors, or NumPy arrays on the NumPy fast
+    path (``numpy_flat=True``: a NumPy function and a method that needs only gradients; then no
+    torch call happens per evaluation). ``fun`` receives the user's shape and kind (a copy, as
+    SciPy passes).
+
     Args:
         fun: ``fun(x) -> f``, or ``(f, g)`` when ``jac is True``.
-        jac: ``True`` or ``jac(x) -> g``.
+        jac: ``True``, ``jac(x) -> g``, or a finite-difference scheme (``"2-point"``,
+            ``"3-point"``, ``"cs"``; see :func:`fd_gradient`).
         hess: Optional ``hess(x) -> n × n``.
         hessp: Optional ``hessp(x, v) -> H·v``.
-        to_user: Flat torch tensor -> what the callables receive (user shape, torch or NumPy).
-        n, dtype, device: Shape of the flat problem.
+        to_user: Flat vector -> what the callables receive (user shape, torch or NumPy).
+        n, dtype, device: Shape of the flat problem (torch dtype and device).
+        fd_abs_step, fd_rel_step: Finite-difference steps (SciPy's ``eps`` when ``jac`` was
+            None, ``finite_diff_rel_step``).
+        numpy_flat: Flat vectors are NumPy arrays.
+
+    Attributes:
+        bounds: ``(lower, upper)`` NumPy arrays, set by L-BFGS-B: finite differences stay
+            inside them.
     """
 
-    def __init__(self, fun, jac, hess, hessp, to_user, n, dtype, device) -> None:
+    def __init__(
+        self,
+        fun,
+        jac,
+        hess,
+        hessp,
+        to_user,
+        n,
+        dtype,
+        device,
+        *,
+        fd_abs_step: float | None = None,
+        fd_rel_step: float | None = None,
+        numpy_flat: bool = False,
+    ) -> None:
         super().__init__(n, dtype, device)
         self._fun, self._jac, self._hess_fn, self._hessp_fn = fun, jac, hess, hessp
         self._to_user = to_user
+        self._fd = jac if isinstance(jac, str) else None
+        self._fd_abs, self._fd_rel = fd_abs_step, fd_rel_step
+        self.numpy_flat = numpy_flat
+        self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        self.bounds: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _to_torch(self, value: Any, what: str, size: int) -> torch.Tensor:
+    def _is_cached(self, x) -> bool:
+        if not self.numpy_flat:
+            return super()._is_cached(x)
+        # the loop hands back the very array it evaluated; comparing values would cost as much
+        # as the rest of the bookkeeping of an evaluation
+        return self._x is x
+
+    def _to_flat(self, value: Any, what: str, size: int):
+        if self.numpy_flat:
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().numpy()
+            a = np.asarray(value, dtype=self._np_dtype).reshape(-1)
+            if a.size != size:
+                raise ValueError(f"{what} must return {size} values, got {a.size}")
+            return a
         if isinstance(value, torch.Tensor):
             t = value if value.dtype == self.dtype and value.device == self.device else None
         else:
@@ -279,30 +413,51 @@ class CallableObjective(Objective):
             raise ValueError(f"{what} must return {size} values, got {t.numel()}")
         return t
 
-    def _evaluate(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def _fd_grad(self, x, f0: float):
+        xn = x if self.numpy_flat else x.detach().cpu().numpy()
+        if self.numpy_flat:
+
+            def call(v):
+                return self._fun(self._to_user(v))
+        else:
+
+            def call(v):
+                t = torch.from_numpy(v).to(device=self.device)
+                t = t if v.dtype.kind == "c" else t.to(self.dtype)
+                return self._fun(self._to_user(t))
+
+        lower, upper = self.bounds if self.bounds is not None else (None, None)
+        g, calls = fd_gradient(call, xn, f0, self._fd, self._fd_abs, self._fd_rel, lower, upper)
+        self.nfev += calls
+        return self._to_flat(g, "jac", self.n)
+
+    def _evaluate(self, x) -> tuple[float, Any]:
         xu = self._to_user(x)
         if self._jac is True:
             out = self._fun(xu)
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise TypeError("with jac=True, fun must return a pair (f, g)")
             f, g = out
+        elif self._fd is not None:
+            f = to_float(self._fun(xu))
+            return f, self._fd_grad(x, f)
         else:
             f, g = self._fun(xu), self._jac(xu)
-        return to_float(f), self._to_torch(g, "jac", self.n)
+        return to_float(f), self._to_flat(g, "jac", self.n)
 
     def _hessp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._hessp_fn is not None:
-            return self._to_torch(
-                self._hessp_fn(self._to_user(x), self._to_user(v)), "hessp", self.n
-            )
+            hv = self._hessp_fn(self._to_user(x), self._to_user(v))
+            return self._to_flat(hv, "hessp", self.n)
         if self._hess_fn is not None:
             return self._hess_matrix(x) @ v
         return super()._hessp(x, v)
 
     def _hess_matrix(self, x: torch.Tensor) -> torch.Tensor:
-        return self._to_torch(self._hess_fn(self._to_user(x)), "hess", self.n * self.n).view(
-            self.n, self.n
-        )
+        H = self._hess_fn(self._to_user(x))
+        if hasattr(H, "toarray"):  # a SciPy sparse matrix
+            H = H.toarray()
+        return self._to_flat(H, "hess", self.n * self.n).reshape(self.n, self.n)
 
     def _hess(self, x: torch.Tensor) -> torch.Tensor:
         if self._hess_fn is not None:
@@ -329,4 +484,4 @@ class UserHessianObjective(AutogradObjective):
         if self._hess_fn is not None:
             return torch.as_tensor(self._hess_fn(self._u(x))).to(x).reshape(self.n, self.n)
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
-        return torch.stack([self._hessp(x, eye[i]) for i in range(self.n)])
+        return symmetrize(torch.stack([self._hessp(x, eye[i]) for i in range(self.n)]))

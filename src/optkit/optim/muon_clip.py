@@ -17,10 +17,19 @@ is shared by several query heads, so scaling it would change heads below τ: the
 factor γ_h goes on W_q[h] and W_k is left alone (a departure from K2, which uses MLA).
 
 How the logits are seen without touching the attention code: forward hooks on the q and k
-projections (``nn.Linear``) read their outputs; S_h is computed from them by query chunks,
-never holding the full T×T logit matrix. The projections must output ``(..., T, heads·d)``
-with heads contiguous (the usual ``view(B, T, H, d)`` layout); a fused qkv projection is
-declared with ``layout="fused_qkv"`` (rows [all q heads | all k heads | all v heads]).
+projections read their outputs; S_h is computed from them by query chunks, never holding the
+full T×T logit matrix. :class:`AttentionSpec` describes where each head's queries and keys
+are (``layout``):
+
+- ``"separate"``: q and k projections (``nn.Linear``, or transformers' ``Conv1D`` whose weight
+  is stored (in, out)), outputs ``(..., T, heads·d)`` with heads contiguous;
+- ``"fused_qkv"``: one projection (``qkv_proj``, ``Wqkv``, GPT-2's ``c_attn`` Conv1D) whose
+  output features are [all q heads | all k heads | all v heads] (``qkv_order="blocks"``) or
+  per head [q_h | k_h | v_h] (``qkv_order="per_head"``, GPT-NeoX style);
+- ``"mha"``: an ``nn.MultiheadAttention`` (``in_proj_weight`` rows [q | k | v], or separate
+  ``q_proj_weight``/``k_proj_weight``): a pre-hook reads its query and key inputs.
+
+Cross-attention (queries and keys of different lengths) is measured without a causal mask.
 
 RoPE: the hooks see the projections *before* any rotary embedding. Rotations keep norms but
 change q_i·k_j by a position-dependent angle, so the pre-RoPE max is not the max the softmax
@@ -43,24 +52,66 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int, check_number
 from .distributed import all_reduce_max_, full_linear, scale_rows_
 
-__all__ = ["AttentionSpec", "QKClip", "find_attention", "head_max_logits", "qk_clip_"]
+__all__ = [
+    "AttentionSpec",
+    "QKClip",
+    "find_attention",
+    "head_max_logits",
+    "is_conv1d",
+    "is_projection",
+    "project",
+    "qk_clip_",
+]
 
-LAYOUTS = ("separate", "fused_qkv")
+LAYOUTS = ("separate", "fused_qkv", "mha")
+QKV_ORDERS = ("blocks", "per_head")
 MEASURES = ("after_step", "forward")
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """Transformers' ``Conv1D``: ``weight`` stored (in, out) = (nx, nf), output ``x @ W + b``."""
+    nx, nf = getattr(module, "nx", None), getattr(module, "nf", None)
+    w = getattr(module, "weight", None)
+    return (
+        isinstance(nx, int)
+        and isinstance(nf, int)
+        and isinstance(w, Tensor)
+        and (tuple(w.shape) == (nx, nf))
+    )
+
+
+def is_projection(module: Any) -> bool:
+    """An ``nn.Linear`` or a ``Conv1D``: a module whose output features are weight rows (or
+    columns)."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Module) and is_conv1d(module))
+
+
+def _out_features(module: nn.Module) -> int:
+    if is_conv1d(module):
+        return module.weight.shape[1]
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
+    return module.weight.shape[0]
 
 
 @dataclass(frozen=True, kw_only=True)
 class AttentionSpec:
-    """Where one attention layer's queries and keys come from.
+    """Where one attention layer's queries and keys come from (module docstring: layouts).
 
     Attributes:
-        q_proj: the query projection (``nn.Linear``), or the fused qkv projection.
-        k_proj: the key projection; None with ``layout="fused_qkv"``.
+        q_proj: the query projection (``nn.Linear`` or ``Conv1D``), the fused qkv projection
+            (``layout="fused_qkv"``), or the ``nn.MultiheadAttention`` (``layout="mha"``).
+        k_proj: the key projection with ``layout="separate"``; None otherwise.
+        v_proj: the value projection (``"separate"``; optional, for Muon's per-head
+            orthogonalization).
         num_heads: query heads H ≥ 1.
         num_kv_heads: key/value heads (GQA/MQA), dividing H; None = H.
-        head_dim: d; None = q rows / H.
-        layout: ``"separate"`` or ``"fused_qkv"``.
-        causal: logits with key j > query i are masked and not counted (default True).
+        head_dim: d; None = q features / H.
+        layout: ``"separate"``, ``"fused_qkv"`` or ``"mha"``.
+        qkv_order: with ``"fused_qkv"``: ``"blocks"`` ([q heads | k heads | v heads], default)
+            or ``"per_head"`` ([q_h | k_h | v_h] per head; needs H = Hkv).
+        causal: logits with key j > query i are masked and not counted (default True). A
+            non-causal measure of a causal layer only over-estimates S_h.
         softmax_scale: s; None = 1/√d.
         rotary: optional ``fn(q, k) -> (q, k)`` applied before the logits (RoPE).
         name: label for logging (default: assigned by :class:`QKClip`).
@@ -68,10 +119,12 @@ class AttentionSpec:
 
     q_proj: nn.Module
     k_proj: nn.Module | None = None
+    v_proj: nn.Module | None = None
     num_heads: int
     num_kv_heads: int | None = None
     head_dim: int | None = None
     layout: str = "separate"
+    qkv_order: str = "blocks"
     causal: bool = True
     softmax_scale: float | None = None
     rotary: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = field(
@@ -81,24 +134,37 @@ class AttentionSpec:
 
     def __post_init__(self) -> None:
         check_choice("layout", self.layout, LAYOUTS)
+        check_choice("qkv_order", self.qkv_order, QKV_ORDERS)
         check_int("num_heads", self.num_heads, 1)
         kv = check_int("num_kv_heads", self.kv_heads, 1, self.num_heads)
         if self.num_heads % kv:
             raise ValueError(f"num_kv_heads ({kv}) must divide num_heads ({self.num_heads})")
         if (self.layout == "separate") != (self.k_proj is not None):
             raise ValueError("k_proj is required with layout='separate' and must be None with "
-                             "layout='fused_qkv'")  # fmt: skip
-        for label, m in (("q_proj", self.q_proj), ("k_proj", self.k_proj)):
-            if m is not None and not isinstance(getattr(m, "weight", None), Tensor):
-                raise ValueError(f"{label} must be a module with a weight (an nn.Linear)")
-        rows = self.q_proj.weight.shape[0]
-        need = (self.num_heads + (2 * kv if self.layout == "fused_qkv" else 0)) * self.dim
+                             f"layout={self.layout!r}")  # fmt: skip
+        if self.layout == "mha":
+            if not isinstance(self.q_proj, nn.MultiheadAttention):
+                raise ValueError("layout='mha' needs q_proj to be an nn.MultiheadAttention")
+        else:
+            for label, m in (("q_proj", self.q_proj), ("k_proj", self.k_proj),
+                             ("v_proj", self.v_proj)):  # fmt: skip
+                if m is not None and not is_projection(m):
+                    raise ValueError(f"{label} must be an nn.Linear or a Conv1D (weight stored "
+                                     f"(in, out)), got {type(m).__name__}")  # fmt: skip
+        if self.qkv_order == "per_head" and kv != self.num_heads:
+            raise ValueError("qkv_order='per_head' needs num_kv_heads = num_heads")
+        rows = self.q_features
+        need = {
+            "separate": self.num_heads * self.dim,
+            "fused_qkv": (self.num_heads + 2 * kv) * self.dim,
+            "mha": self.num_heads * self.dim,
+        }[self.layout]
         if rows != need:
             raise ValueError(f"q_proj has {rows} output rows; {self.layout} with num_heads="
                              f"{self.num_heads}, num_kv_heads={kv}, head_dim={self.dim} needs "
                              f"{need}")  # fmt: skip
-        if self.k_proj is not None and self.k_proj.weight.shape[0] != kv * self.dim:
-            raise ValueError(f"k_proj has {self.k_proj.weight.shape[0]} output rows; "
+        if self.k_proj is not None and _out_features(self.k_proj) != kv * self.dim:
+            raise ValueError(f"k_proj has {_out_features(self.k_proj)} output rows; "
                              f"num_kv_heads * head_dim = {kv * self.dim}")  # fmt: skip
 
     @property
@@ -106,23 +172,66 @@ class AttentionSpec:
         return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
 
     @property
+    def q_features(self) -> int:
+        """Output features of ``q_proj`` (all of q, k, v for a fused projection)."""
+        return _out_features(self.q_proj)
+
+    @property
     def dim(self) -> int:
         if self.head_dim is not None:
             return self.head_dim
-        rows = self.q_proj.weight.shape[0]
         if self.layout == "fused_qkv":  # H·d + 2·Hkv·d rows
-            return rows // (self.num_heads + 2 * self.kv_heads)
-        return rows // self.num_heads
+            return self.q_features // (self.num_heads + 2 * self.kv_heads)
+        return self.q_features // self.num_heads
 
     @property
     def scale(self) -> float:
         return 1 / math.sqrt(self.dim) if self.softmax_scale is None else self.softmax_scale
 
-    def rows(self) -> tuple[nn.Module, int, nn.Module, int]:
-        """(module, first row) of the q heads and of the k heads."""
-        if self.layout == "fused_qkv":
-            return self.q_proj, 0, self.q_proj, self.num_heads * self.dim
-        return self.q_proj, 0, self.k_proj, 0  # type: ignore[return-value]
+    def q_start(self, h: int) -> int:
+        """First output feature of query head h in its module (weight row, or Conv1D column)."""
+        d = self.dim
+        return 3 * d * h if self.qkv_order == "per_head" and self.layout == "fused_qkv" else d * h
+
+    def k_start(self, h: int) -> int:
+        """First output feature of key head h (a kv head) in its module."""
+        d = self.dim
+        if self.layout == "separate":
+            return d * h
+        if self.layout == "fused_qkv" and self.qkv_order == "per_head":
+            return 3 * d * h + d
+        if self.layout == "mha" and not self.q_proj._qkv_same_embed_dim:
+            return d * h  # its own k_proj_weight
+        return self.num_heads * d + d * h
+
+    def k_module(self) -> nn.Module:
+        return self.k_proj if self.layout == "separate" else self.q_proj  # type: ignore[return-value]
+
+    def feature_index(self, role: str) -> Tensor:
+        """Output features of all q (or k) heads, in head order, in their module's output."""
+        d, heads = self.dim, self.num_heads if role == "q" else self.kv_heads
+        start = self.q_start if role == "q" else self.k_start
+        return torch.cat([torch.arange(start(h), start(h) + d) for h in range(heads)])
+
+    def row_blocks(self, mode: str) -> dict[Tensor, tuple[int, ...]]:
+        """Row blocks (of each weight's matrix, rows = output features) for Muon's block-wise
+        orthogonalization: ``"split_qkv"`` (q | k | v of a fused weight) or ``"per_head"``
+        (every head's rows of the q, k, v projections)."""
+        d, H, kv = self.dim, self.num_heads, self.kv_heads
+        if self.layout == "separate":
+            if mode != "per_head":
+                return {}
+            pairs = [(self.q_proj, H), (self.k_proj, kv), (self.v_proj, kv)]
+            return {m.weight: (d,) * n for m, n in pairs if m is not None}
+        weight = self.q_proj.in_proj_weight if self.layout == "mha" else self.q_proj.weight
+        if weight is None:  # MultiheadAttention with separate q/k/v weights
+            m = self.q_proj
+            out = {m.q_proj_weight: (d,) * H, m.k_proj_weight: (d,) * kv,
+                   m.v_proj_weight: (d,) * kv}  # fmt: skip
+            return out if mode == "per_head" else {}
+        if mode == "per_head" or self.qkv_order == "per_head":
+            return {weight: (d,) * (H + 2 * kv)}
+        return {weight: (H * d, kv * d, kv * d)}
 
 
 def head_max_logits(
@@ -140,7 +249,7 @@ def head_max_logits(
 
     Args:
         q: ``(..., T, H·d)`` query projections; leading dims are the batch.
-        k: ``(..., T, Hkv·d)`` key projections.
+        k: ``(..., Tk, Hkv·d)`` key projections (Tk ≠ T: cross-attention, never causal).
         num_heads, num_kv_heads: H and Hkv (Hkv divides H; query head h reads key head
             h // (H/Hkv), the usual GQA grouping).
         scale: s (default 1/√d). causal: skip keys after the query. rotary: see the module.
@@ -155,11 +264,12 @@ def head_max_logits(
         tensor([4.])
     """
     kv = num_heads if num_kv_heads is None else num_kv_heads
-    T = q.shape[-2]
+    T, Tk = q.shape[-2], k.shape[-2]
+    causal = causal and T == Tk  # cross-attention: every key is visible
     d = q.shape[-1] // num_heads
     s = 1 / math.sqrt(d) if scale is None else scale
     q = q.reshape(-1, T, num_heads, d).transpose(1, 2)  # (B, H, T, d)
-    k = k.reshape(-1, T, kv, d).transpose(1, 2)  # (B, Hkv, T, d)
+    k = k.reshape(-1, Tk, kv, d).transpose(1, 2)  # (B, Hkv, Tk, d)
     if rotary is not None:
         q, k = rotary(q, k)
     B, group = q.shape[0], num_heads // kv
@@ -169,7 +279,7 @@ def head_max_logits(
     chunk = max(1, chunk_elements // max(1, B * num_heads * T))
     for i0 in range(0, T, chunk):
         i1 = min(T, i0 + chunk)
-        keys = i1 if causal else T
+        keys = i1 if causal else Tk
         logits = (q[:, :, :, i0:i1] @ kt[..., :keys]).float()  # (B, Hkv, G, c, keys)
         if causal:
             i = torch.arange(i0, i1, device=q.device)[:, None]
@@ -189,21 +299,63 @@ def qk_clip_(spec: AttentionSpec, max_logits: Tensor, tau: float) -> Tensor:
     S = max_logits.to(torch.float64).cpu()
     gamma = torch.where(S > tau, tau / S, torch.ones_like(S))
     d, group = spec.dim, spec.num_heads // spec.kv_heads
-    q_mod, q0, k_mod, k0 = spec.rows()
     for h in torch.nonzero(S > tau).flatten().tolist():
         g = gamma[h].item()
         q_factor = g if group > 1 else math.sqrt(g)
-        _scale_rows(q_mod, q0 + h * d, d, q_factor)
+        _scale_features(spec, "q", spec.q_start(h), d, q_factor)
         if group == 1:
-            _scale_rows(k_mod, k0 + h * d, d, math.sqrt(g))
+            _scale_features(spec, "k", spec.k_start(h), d, math.sqrt(g))
     return gamma
 
 
-def _scale_rows(module: nn.Module, start: int, count: int, factor: float) -> None:
-    scale_rows_(module.weight, start, count, factor)  # also on FSDP2-sharded weights
+def _scale_features(spec: AttentionSpec, role: str, start: int, count: int, f: float) -> None:
+    """Multiply output features ``start : start + count`` of the q (k) projection by ``f``:
+    weight rows (columns of a Conv1D's (in, out) weight) and bias entries."""
+    module = spec.q_proj if role == "q" else spec.k_module()
+    if spec.layout == "mha":
+        bias_start = start + (spec.num_heads * spec.dim if role == "k" else 0)
+        if module._qkv_same_embed_dim:
+            weight, bias_start = module.in_proj_weight, start
+        else:
+            weight = module.q_proj_weight if role == "q" else module.k_proj_weight
+        scale_rows_(weight, start, count, f)
+        if module.in_proj_bias is not None:
+            scale_rows_(module.in_proj_bias, bias_start, count, f)
+        return
+    if is_conv1d(module):
+        scale_rows_(module.weight.mT, start, count, f)  # a view: the (in, out) columns
+    else:
+        scale_rows_(module.weight, start, count, f)  # also on FSDP2-sharded weights
     bias = getattr(module, "bias", None)
     if isinstance(bias, Tensor):
-        scale_rows_(bias, start, count, factor)
+        scale_rows_(bias, start, count, f)
+
+
+def project(spec: AttentionSpec, role: str, x: Tensor) -> Tensor:
+    """q (``role="q"``) or k of every head, ``(..., T, heads·d)``, from the input ``x`` of the
+    projection, with the current weights (gathered if FSDP2-sharded)."""
+    module = spec.q_proj if role == "q" else spec.k_module()
+    if spec.layout == "mha":
+        E, n = module.embed_dim, spec.num_heads * spec.dim
+        if module._qkv_same_embed_dim:
+            w = _full(module.in_proj_weight)[:E] if role == "q" else (
+                _full(module.in_proj_weight)[E : 2 * E])  # fmt: skip
+        else:
+            w = _full(module.q_proj_weight if role == "q" else module.k_proj_weight)
+        b = module.in_proj_bias
+        b = None if b is None else _full(b)[:n] if role == "q" else _full(b)[E : E + n]
+        return torch.nn.functional.linear(x, w, b)
+    if is_conv1d(module):
+        out = x @ _full(module.weight) + _full(module.bias)
+    else:
+        out = full_linear(module, x)
+    if spec.layout == "fused_qkv":
+        return out.index_select(-1, spec.feature_index(role).to(out.device))
+    return out
+
+
+def _full(t: Tensor) -> Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 class QKClip:
@@ -246,7 +398,10 @@ class QKClip:
         self._pending: dict[tuple[str, str], Tensor] = {}
         self._handles = []
         for name, spec in self.specs.items():
-            if spec.layout == "fused_qkv":
+            if spec.layout == "mha":
+                self._handles.append(spec.q_proj.register_forward_pre_hook(
+                    self._mha_hook(name), with_kwargs=True))  # fmt: skip
+            elif spec.layout == "fused_qkv":
                 self._handles.append(spec.q_proj.register_forward_hook(self._fused_hook(name)))
             else:
                 for role, m in (("q", spec.q_proj), ("k", spec.k_proj)):
@@ -282,7 +437,6 @@ class QKClip:
 
     def _fused_hook(self, name: str) -> Callable[..., None]:
         spec = self.specs[name]
-        nq, nk = spec.num_heads * spec.dim, spec.kv_heads * spec.dim
 
         def hook(module: nn.Module, args: Any, out: Tensor) -> None:
             if not (module.training and self._active):
@@ -290,7 +444,29 @@ class QKClip:
             if self.measure == "after_step":
                 self._inputs.setdefault((name, "q"), []).append(args[0].detach())
             else:
-                self._record(name, out[..., :nq], out[..., nq : nq + nk])
+                q_index = spec.feature_index("q").to(out.device)
+                k_index = spec.feature_index("k").to(out.device)
+                self._record(name, out.index_select(-1, q_index), out.index_select(-1, k_index))
+
+        return hook
+
+    def _mha_hook(self, name: str) -> Callable[..., None]:
+        spec = self.specs[name]
+
+        def hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+            if not (module.training and self._active):
+                return
+            query = args[0] if args else kwargs["query"]
+            key = args[1] if len(args) > 1 else kwargs["key"]
+            if not module.batch_first and query.ndim == 3:  # (T, B, E) → (B, T, E)
+                query, key = query.transpose(0, 1), key.transpose(0, 1)
+            query, key = query.detach(), key.detach()
+            if self.measure == "after_step":
+                self._inputs.setdefault((name, "q"), []).append(query)
+                self._inputs.setdefault((name, "k"), []).append(key)
+            else:
+                with torch.no_grad():
+                    self._record(name, project(spec, "q", query), project(spec, "k", key))
 
         return hook
 
@@ -319,14 +495,11 @@ class QKClip:
             for name, spec in self.specs.items():
                 xs_q = self._inputs.get((name, "q"), [])
                 if spec.layout == "fused_qkv":
-                    nq, nk = spec.num_heads * spec.dim, spec.kv_heads * spec.dim
-                    for x in xs_q:
-                        out = full_linear(spec.q_proj, x)
-                        self._record(name, out[..., :nq], out[..., nq : nq + nk])
+                    pairs = [(x, x) for x in xs_q]
                 else:
-                    for xq, xk in zip(xs_q, self._inputs.get((name, "k"), [])):
-                        q, k = full_linear(spec.q_proj, xq), full_linear(spec.k_proj, xk)
-                        self._record(name, q, k)
+                    pairs = list(zip(xs_q, self._inputs.get((name, "k"), [])))
+                for xq, xk in pairs:
+                    self._record(name, project(spec, "q", xq), project(spec, "k", xk))
         finally:
             self._active = True
 
@@ -339,6 +512,17 @@ class QKClip:
 
 _HEADS = ("num_heads", "n_head", "n_heads", "num_attention_heads", "nhead", "heads")
 _KV_HEADS = ("num_kv_heads", "num_key_value_heads", "n_kv_heads", "n_kv_head", "kv_heads")
+_HEAD_DIMS = ("head_dim", "attention_head_size", "key_value_proj_dim", "d_head")
+
+
+def _attribute(module: nn.Module, names: Sequence[str], kind: type) -> Any:
+    """The first of ``names`` that ``module`` or its ``config`` holds as a ``kind``."""
+    for owner in (module, getattr(module, "config", None)):
+        for a in names:
+            v = getattr(owner, a, None)
+            if isinstance(v, kind) and not isinstance(v, bool):
+                return v
+    return None
 
 
 def find_attention(
@@ -348,38 +532,70 @@ def find_attention(
     num_kv_heads: int | None = None,
     q_names: Sequence[str] = ("q_proj", "wq", "query", "q"),
     k_names: Sequence[str] = ("k_proj", "wk", "key", "k"),
-    qkv_names: Sequence[str] = ("qkv_proj", "qkv", "Wqkv", "c_attn", "wqkv"),
+    v_names: Sequence[str] = ("v_proj", "wv", "value", "v"),
+    qkv_names: Sequence[str] = ("qkv_proj", "qkv", "Wqkv", "c_attn", "wqkv", "query_key_value"),
     causal: bool = True,
 ) -> list[AttentionSpec]:
-    """Find attention layers by child names: a q and a k ``nn.Linear``, or one fused qkv.
+    """Find attention layers: ``nn.MultiheadAttention`` modules, and modules with a q and a k
+    projection child, or one fused qkv child (``nn.Linear`` or ``Conv1D``), by child name.
 
-    Head counts come from the arguments, else from the attention module's attributes
-    (``num_heads``/``n_head``/…, ``num_kv_heads``/``num_key_value_heads``/…). Names are the
-    attention modules' dotted names. ``nn.MultiheadAttention`` keeps its projections in a
-    parameter, not a Linear, and is not supported.
+    Read from the attention module, else from its ``config`` (transformers): heads
+    (``num_heads``/``n_head``/``num_attention_heads``/…), kv heads
+    (``num_key_value_heads``/…), head_dim (``head_dim``/``attention_head_size``/…),
+    the softmax scale (``scaling``, a float), and whether it is causal (``is_causal``, a bool;
+    else ``causal``; ``nn.MultiheadAttention`` layers are measured non-causal, which can only
+    over-estimate). The arguments ``num_heads``/``num_kv_heads`` override them. A fused
+    ``query_key_value`` child is per-head interleaved (GPT-NeoX); the other fused names hold
+    [q | k | v] blocks. Names are the attention modules' dotted names.
 
     Raises:
         ValueError: a layer was found but its head count is unknown.
     """
     specs = []
     for mod_name, module in model.named_modules():
+        name = mod_name or "attn"
+        if isinstance(module, nn.MultiheadAttention):
+            specs.append(AttentionSpec(q_proj=module, layout="mha", causal=False, name=name,
+                                       num_heads=num_heads or module.num_heads))  # fmt: skip
+            continue
         children = dict(module.named_children())
-        q = next((children[n] for n in q_names if isinstance(children.get(n), nn.Linear)), None)
-        k = next((children[n] for n in k_names if isinstance(children.get(n), nn.Linear)), None)
-        qkv = next((children[n] for n in qkv_names if isinstance(children.get(n), nn.Linear)), None)
+
+        def child(names: Sequence[str], children=children) -> nn.Module | None:
+            return next((children[n] for n in names if is_projection(children.get(n))), None)
+
+        q, k, v, qkv = child(q_names), child(k_names), child(v_names), child(qkv_names)
         if not ((q is not None and k is not None) or qkv is not None):
             continue
-        heads = num_heads or next((getattr(module, a) for a in _HEADS if hasattr(module, a)), None)
-        if not isinstance(heads, int):
+        heads = num_heads or _attribute(module, _HEADS, int)
+        if heads is None:
             raise ValueError(f"attention module {mod_name!r}: pass num_heads (no attribute "
-                             f"among {_HEADS})")  # fmt: skip
-        kv = num_kv_heads or next(
-            (getattr(module, a) for a in _KV_HEADS if isinstance(getattr(module, a, None), int)),
-            None,
-        )
-        common = dict(num_heads=heads, num_kv_heads=kv, causal=causal, name=mod_name or "attn")
+                             f"among {_HEADS} on the module or its config)")  # fmt: skip
+        kv = num_kv_heads or _attribute(module, _KV_HEADS, int)
+        head_dim = _attribute(module, _HEAD_DIMS, int)
+        scaling = _attribute(module, ("scaling",), float)
+        is_causal = getattr(module, "is_causal", None)
+        common = dict(
+            num_heads=heads, num_kv_heads=kv, name=name, softmax_scale=scaling,
+            causal=is_causal if isinstance(is_causal, bool) else causal,
+        )  # fmt: skip
         if q is not None and k is not None:
-            specs.append(AttentionSpec(q_proj=q, k_proj=k, **common))
+            fits = head_dim is not None and _out_features(q) == heads * head_dim
+            specs.append(
+                AttentionSpec(
+                    q_proj=q, k_proj=k, v_proj=v, head_dim=head_dim if fits else None, **common
+                )
+            )
         else:
-            specs.append(AttentionSpec(q_proj=qkv, layout="fused_qkv", **common))
+            order = "per_head" if qkv is children.get("query_key_value") else "blocks"
+            rows = (heads + 2 * (kv or heads)) * (head_dim or 0)
+            fits = head_dim is not None and _out_features(qkv) == rows
+            specs.append(
+                AttentionSpec(
+                    q_proj=qkv,
+                    layout="fused_qkv",
+                    qkv_order=order,
+                    head_dim=head_dim if fits else None,
+                    **common,
+                )
+            )
     return specs

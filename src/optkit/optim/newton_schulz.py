@@ -49,6 +49,13 @@ optimizer (and a distributed variant that shards the list) only calls
 Compute dtype (``dtype=None``): float64 inputs stay float64; otherwise bfloat16 on CUDA and on
 CPUs with native bf16 matmul (:func:`cpu_has_native_bf16`), float32 elsewhere; without native
 bf16 a CPU emulates it and is several times *slower* than float32. Pass ``dtype`` to override.
+
+References:
+    K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024.
+    N. Amsel, D. Persson, C. Musco, R. Gower, "The Polar Express", 2025, arXiv:2505.16932.
+    J. Zhang, N. Amsel, B. Chen, T. Dao, "Gram Newton-Schulz", 2026 (Dao-AILab/gram-newton-
+    schulz): the Gram form with restarts on GPUs; how it compares with the form here:
+    docs/benchmarks/muon_step.md.
 """
 
 from __future__ import annotations

@@ -15,12 +15,19 @@ from torch import Tensor
 
 from .._checks import check_number
 from ._base import (
+    TORCH_FLAGS_DOC,
     OptkitOptimizer,
-    cpu_blocks,
+    StepPlan,
+    add_scaled_,
+    check_torch_flags,
     group_by_device_dtype,
     increment_steps,
     penalized_grads,
+    plan_step,
+    real_views,
+    scalar,
 )
+from ._cpu import cpu_blocks
 
 __all__ = ["RMSprop", "rmsprop_update"]
 
@@ -37,29 +44,42 @@ class RMSpropTensors(NamedTuple):
 def rmsprop_update(
     tensors: RMSpropTensors,
     *,
-    lr: float,
+    lr: float | Tensor,
     alpha: float,
     eps: float,
     weight_decay: float,
     momentum: float,
     centered: bool,
     maximize: bool = False,
+    plan: StepPlan | None = None,
 ) -> None:
     """The RMSprop update, in place, over lists of tensors (see :class:`RMSprop` for the math).
 
     torch ships no fused RMSprop kernel; this is the foreach path, with the same operations
-    as torch's foreach implementation, run block by block on CPU (see ``cpu_blocks``), so its
-    one temporary (the denominator) is one block, not one model, in size.
+    as torch's foreach implementation, run block by block on CPU (see
+    :func:`optkit.optim._cpu.cpu_blocks`), so its one temporary (the denominator) is one
+    block, not one model, in size. Complex tensors are updated as their real views.
     """
     if not tensors.params:
         return
+    if plan is None:
+        plan = StepPlan([False] * len(tensors.params), False, tensors.params[0].is_cpu, False)
     for bucket in group_by_device_dtype(tensors):
+        real_views(*bucket[:-1])
         increment_steps(bucket[-1])
-        for block in cpu_blocks(bucket[:-1]):
-            _rmsprop_block(
-                *block, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                momentum=momentum, centered=centered, maximize=maximize,
-            )  # fmt: skip
+        lists = bucket[:-1]
+        chunks = (
+            [[[lst[i]] if len(lst) else [] for lst in lists] for i in range(len(lists[0]))]
+            if plan.per_tensor
+            else [lists]
+        )
+        step_lr = scalar(lr, plan, lists[0][0].device)
+        for chunk in chunks:
+            for block in cpu_blocks(chunk) if plan.blocks else (chunk,):
+                _rmsprop_block(
+                    *block, lr=step_lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                    momentum=momentum, centered=centered, maximize=maximize,
+                )  # fmt: skip
 
 
 def _rmsprop_block(
@@ -79,13 +99,17 @@ def _rmsprop_block(
     if momentum > 0:
         torch._foreach_mul_(buffers, momentum)
         torch._foreach_addcdiv_(buffers, grads, denom)
-        torch._foreach_add_(params, buffers, alpha=-lr)
+        add_scaled_(params, buffers, -lr)
+    elif isinstance(lr, Tensor):  # θ += g / (r / −γ): no number needed from the tensor
+        torch._foreach_div_(denom, -lr)
+        torch._foreach_addcdiv_(params, grads, denom)
     else:
         torch._foreach_addcdiv_(params, grads, denom, value=-lr)
 
 
 class RMSprop(OptkitOptimizer):
-    r"""RMSprop: divide each coordinate's gradient by the root of an EWMA of its square.
+    __doc__ = (
+        r"""RMSprop: divide each coordinate's gradient by the root of an EWMA of its square.
 
     The lecture's RMSProp: a large gradient in one feature no longer swamps the others, since
     every coordinate is rescaled by its own recent magnitude. Optional centering (divide by an
@@ -113,7 +137,9 @@ class RMSprop(OptkitOptimizer):
         weight_decay: w ≥ 0, an L2 term in the gradient (default 0).
         momentum: μ ≥ 0 (default 0).
         centered: normalize by the estimated variance instead of the raw second moment.
-        maximize: ascend instead of descend (default False).
+"""
+        + TORCH_FLAGS_DOC.split("        fused:")[0]
+        + r"""        maximize: ascend instead of descend (default False).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([3.0, -1e-3]))
@@ -126,30 +152,42 @@ class RMSprop(OptkitOptimizer):
     References:
         Hinton, Srivastava & Swersky, "Neural Networks for Machine Learning", lecture 6e, 2012;
         Graves, "Generating sequences with recurrent neural networks", 2013 (centered).
+
+    Notes:
+        A complex parameter is updated as its real view (pairs of reals), as torch does.
+        A tensor ``lr`` is accepted on every path. torch has no fused RMSprop (no ``fused``).
     """
+    )
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-2,
+        lr: float | Tensor = 1e-2,
         alpha: float = 0.99,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
-        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=bool(centered), maximize=bool(maximize),
+            centered=bool(centered), capturable=capturable, foreach=foreach,
+            maximize=bool(maximize), differentiable=differentiable,
         )  # fmt: skip
         super().__init__(params, defaults)
 
-    _LATER_KEYS: ClassVar[dict[str, Any]] = {"momentum": 0, "centered": False, "maximize": False}
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {
+        "momentum": 0, "centered": False, "capturable": False, "foreach": None,
+        "maximize": False, "differentiable": False,
+    }  # fmt: skip
 
     def _check_group(self, group: dict[str, Any]) -> None:
         _check_rmsprop(group)
+        check_torch_flags(group, "RMSprop", None)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         params, grads = self._params_with_grad(group)
@@ -161,17 +199,20 @@ class RMSprop(OptkitOptimizer):
             out.square_avgs.append(state["square_avg"])
             if group["momentum"] > 0:
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
                 out.momentum_buffers.append(state["momentum_buffer"])
             if group["centered"]:
                 if "grad_avg" not in state:
-                    state["grad_avg"] = torch.zeros_like(p)
+                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 out.grad_avgs.append(state["grad_avg"])
-            out.steps.append(self._step_tensor(state, p, on_device=False))
+        plan = plan_step(group, [(p,) for p in params], None)
+        out.steps.extend(self._step_tensor(self.state[p], p, plan.tensor_scalars) for p in params)
         rmsprop_update(
             out, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
             weight_decay=group["weight_decay"], momentum=group["momentum"],
-            centered=group["centered"], maximize=group["maximize"],
+            centered=group["centered"], maximize=group["maximize"], plan=plan,
         )  # fmt: skip
 
 

@@ -14,19 +14,20 @@ from torch import Tensor
 
 from .._checks import check_number
 from ._base import (
+    TORCH_FLAGS_DOC,
     OptkitOptimizer,
-    cpu_blocks,
-    fused_supported,
+    StepPlan,
+    add_scaled_,
+    check_torch_flags,
     group_by_device_dtype,
     penalized_grads,
+    plan_step,
+    scalar,
+    split_by_flag,
 )
+from ._cpu import cpu_blocks
 
 __all__ = ["SGD", "sgd_update"]
-
-# torch 2.13's CPU kernel of _fused_sgd_ returns wrong values for float16/bfloat16 (errors of
-# order 0.4 after one step of lr 0.1, with or without momentum; float32/float64 are exact), so
-# the automatic choice uses it on CPU only for these dtypes.
-_CPU_FUSED_SGD_DTYPES = frozenset({torch.float32, torch.float64})
 
 
 class SGDTensors(NamedTuple):
@@ -38,52 +39,64 @@ class SGDTensors(NamedTuple):
 def sgd_update(
     tensors: SGDTensors,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     dampening: float,
     weight_decay: float,
     nesterov: bool,
     maximize: bool = False,
-    fused: bool | None = None,
+    plan: StepPlan | None = None,
 ) -> list[Tensor | None]:
     """The SGD update, in place, over lists of tensors (see :class:`SGD` for the math).
 
     Returns the momentum buffers (new ones created on a parameter's first step; the caller
-    stores them). ``fused``: None picks torch's fused kernel when every tensor supports it, True
-    requires it, False uses the foreach path.
+    stores them). ``plan``: which parameters run torch's fused kernel and in which form the
+    scalars are (:func:`optkit.optim._base.plan_step`); None: the foreach rule, eager form.
     """
     params, grads, buffers = tensors
     if not params:
         return list(buffers)
+    if plan is None:
+        plan = StepPlan([False] * len(params), False, params[0].is_cpu, False)
     buffers = list(buffers)
-    use_fused = fused_supported(params, _CPU_FUSED_SGD_DTYPES) if fused is None else fused
     # A parameter's first momentum step copies g into b; the rest blend. Keep the two apart so
     # each call sees one kind (torch's fused SGD assumes all-first or none-first).
-    first = [i for i, b in enumerate(buffers) if b is None] if momentum != 0 else []
-    later = [i for i, b in enumerate(buffers) if b is not None] if momentum != 0 else []
     if momentum == 0:
         parts = [(list(range(len(params))), False)]
     else:
+        first = [i for i, b in enumerate(buffers) if b is None]
+        later = [i for i, b in enumerate(buffers) if b is not None]
         parts = [(idx, is_first) for idx, is_first in ((first, True), (later, False)) if idx]
     for idx, is_first in parts:
         if is_first:
             for i in idx:
-                buffers[i] = torch.empty_like(grads[i])
+                buffers[i] = torch.empty_like(grads[i], memory_format=torch.preserve_format)
         sub = [
             [params[i] for i in idx],
             [grads[i] for i in idx],
             [buffers[i] for i in idx] if momentum != 0 else [],
         ]
-        for p, g, b in group_by_device_dtype(sub):
-            args = dict(
-                weight_decay=weight_decay, momentum=momentum, lr=lr, dampening=dampening,
-                nesterov=nesterov, maximize=maximize, is_first_step=is_first,
-            )  # fmt: skip
-            if use_fused:
-                torch._fused_sgd_(p, g, b, **args)
-            else:
-                for block in cpu_blocks([p, g, b]):
-                    _sgd_block(*block, **args)
+        args = dict(
+            weight_decay=weight_decay, momentum=momentum, lr=lr, dampening=dampening,
+            nesterov=nesterov, maximize=maximize, is_first_step=is_first,
+        )  # fmt: skip
+        for use_fused, part in split_by_flag(sub, [plan.fused[i] for i in idx]):
+            for p, g, b in group_by_device_dtype(part):
+                if use_fused:
+                    fused_lr = lr
+                    if isinstance(lr, Tensor) and lr.device.type != "cpu":
+                        fused_lr = lr.to(p[0].device)
+                    torch._fused_sgd_(p, g, b, **{**args, "lr": fused_lr})
+                    continue
+                args["lr"] = scalar(lr, plan, p[0].device)
+                chunks = (
+                    [([p[i]], [g[i]], [b[i]] if b else []) for i in range(len(p))]
+                    if plan.per_tensor
+                    else [(p, g, b)]
+                )
+                for chunk in chunks:
+                    for block in cpu_blocks(chunk) if plan.blocks else (chunk,):
+                        _sgd_block(*block, **args)
     return buffers
 
 
@@ -99,15 +112,16 @@ def _sgd_block(
             torch._foreach_mul_(buffers, momentum)
             torch._foreach_add_(buffers, grads, alpha=1 - dampening)
         if nesterov:
-            torch._foreach_add_(params, grads, alpha=-lr)
-            torch._foreach_add_(params, buffers, alpha=-lr * momentum)
+            add_scaled_(params, grads, -lr)
+            add_scaled_(params, buffers, -lr * momentum)
             return
         grads = buffers
-    torch._foreach_add_(params, grads, alpha=-lr)
+    add_scaled_(params, grads, -lr)
 
 
 class SGD(OptkitOptimizer):
-    r"""Stochastic gradient descent, with the lecture's momentum as an option.
+    __doc__ = (
+        r"""Stochastic gradient descent, with the lecture's momentum as an option.
 
     Plain SGD steps against the gradient. With ``momentum`` α > 0 it keeps a buffer b — the
     lecture's velocity v_t = α·v_{t−1} − γ·g written for the gradient side: θ_{t+1} =
@@ -133,9 +147,10 @@ class SGD(OptkitOptimizer):
         weight_decay: w ≥ 0, an L2 term in the gradient (default 0).
         nesterov: Nesterov momentum; needs α > 0 and τ = 0 (default False).
         maximize: ascend instead of descend (default False).
-        fused: None (default) runs torch's fused kernel when every parameter supports it
-            (on CPU only for float32/float64: torch 2.13's CPU kernel miscomputes float16 and
-            bfloat16), False forces the foreach path, True forces the fused kernel.
+"""
+        + TORCH_FLAGS_DOC
+        + r"""            On CPU the fused kernel runs for float32/float64 only: torch's CPU fused
+            SGD miscomputes float16 and bfloat16.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([4.0]))
@@ -150,40 +165,60 @@ class SGD(OptkitOptimizer):
     References:
         Polyak, "Some methods of speeding up the convergence of iteration methods", 1964;
         Sutskever et al., "On the importance of initialization and momentum", ICML 2013.
+
+    Notes:
+        Sparse gradients (``nn.Embedding(sparse=True)``) are accepted as torch.optim.SGD
+        accepts them; each is densified (one temporary the size of the parameter) and the
+        momentum buffer is dense, with the same values as torch's sparse arithmetic.
+        A tensor ``lr`` is accepted on every path.
     """
+    )
+
+    _sparse_grads = True
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-            nesterov=bool(nesterov), maximize=bool(maximize), fused=fused,
+            nesterov=bool(nesterov), maximize=bool(maximize), foreach=foreach,
+            differentiable=differentiable, fused=fused,
         )  # fmt: skip
         super().__init__(params, defaults)
 
-    _LATER_KEYS: ClassVar[dict[str, Any]] = {"nesterov": False, "maximize": False, "fused": None}
+    _LATER_KEYS: ClassVar[dict[str, Any]] = {
+        "nesterov": False, "maximize": False, "foreach": None, "differentiable": False,
+        "fused": None,
+    }  # fmt: skip
 
     def _check_group(self, group: dict[str, Any]) -> None:
         _check_sgd(group)
+        check_torch_flags(group, "SGD", "sgd")
 
     def _step_group(self, group: dict[str, Any]) -> None:
         params, grads = self._params_with_grad(group)
         with_momentum = group["momentum"] != 0
         buffers = [self.state[p].get("momentum_buffer") for p in params] if with_momentum else []
+        per_param = [
+            (p, g) if b is None else (p, g, b)
+            for p, g, b in zip(params, grads, buffers or [None] * len(params))
+        ]
         buffers = sgd_update(
             SGDTensors(params, grads, buffers),
             lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
             weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-            maximize=group["maximize"], fused=group["fused"],
+            maximize=group["maximize"], plan=plan_step(group, per_param, "sgd"),
         )  # fmt: skip
         if with_momentum:
             for p, b in zip(params, buffers, strict=True):
@@ -200,5 +235,3 @@ def _check_sgd(group: dict[str, Any]) -> None:
             "nesterov=True requires momentum > 0 and dampening = 0, got "
             f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
         )
-    if group.get("fused") not in (None, True, False):
-        raise ValueError(f"fused must be None, True or False, got {group['fused']!r}")
