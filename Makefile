@@ -46,7 +46,7 @@ bench: $(STAMP)
 GPU_PYTHON ?= python3
 GPU_OUT    ?= gpu-check-output
 DION       ?=
-GPU_TESTS  := tests/optim/test_device.py tests/optim/test_compile.py tests/optim/test_ns_triton.py \
+GPU_TESTS  := tests/optim/test_device.py tests/optim/test_compile_ns.py tests/optim/test_ns_triton.py \
               tests/minimize/test_device.py
 gpu-check:
 	@mkdir -p $(GPU_OUT)

@@ -21,11 +21,11 @@ Sections, in order (each one's numbers go to ``--out``/gpu_step.json; the table 
    ≤ 0.8× dion's Muon.
 4. **ns** — Newton–Schulz alone on the 1.3B set's matrices (24 of each shape): optkit's
    ``orthogonalize_many`` as Muon runs it, and per shape the plain and Gram forms with and
-   without the Triton triangle kernel and compilation; TFLOP/s of the FLOPs executed
-   (``ns_flops(device="cuda")``) and of Keller Jordan's form, against the measured GEMM rate
-   (target ≥ 50%); polar error ‖O − UVᵀ‖_F / ‖UVᵀ‖_F against the float64 SVD factor on one
-   matrix per shape with singular values log-spaced from 1 to 1e-3, for optkit, torch,
-   KJ and dion.
+   without the Triton triangle kernel, eager, and compiled with the default kernel; TFLOP/s
+   of the FLOPs executed (``ns_flops(device="cuda")``) and of Keller Jordan's form, against
+   the measured GEMM rate (target ≥ 50%); polar error ‖O − UVᵀ‖_F / ‖UVᵀ‖_F against the
+   float64 SVD factor on one matrix per shape with singular values log-spaced from 1 to
+   1e-3, for optkit, torch, KJ and dion.
 
 Timing: CUDA events around each call after warm-up, medians over rounds in which the variants'
 order rotates. Without CUDA (and without ``--device cpu``) the script stops with one line.
@@ -395,6 +395,8 @@ def ns_section(
                     )
                     if triton and not ns_cuda._ns_triton.available(device):
                         continue
+                    if compiled and triton != ns_cuda.uses_triton(min(s), device):
+                        continue  # each compilation costs seconds: only the default kernel
 
                     def run(X=X, gram=gram, triton=triton, compiled=compiled) -> Any:
                         old = ns_cuda.TRITON

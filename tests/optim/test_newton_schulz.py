@@ -174,6 +174,20 @@ def test_symmetric_blocks_are_used_on_cpu_from_512_and_keep_bf16_accuracy():
         assert blocks[1] <= full[1] * 1.03 + 0.005, (shape, blocks, full)
 
 
+def test_symmetric_blocks_only_on_one_thread():
+    """With more torch threads the six GEMM calls of a block product cost more than the
+    quarter of the FLOPs they save (measured: 2.4× slower on 2 threads); ns_flops follows."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert not ns_cpu.uses_blocks(512)
+        assert ns_flops(512, 2048) == ns_flops(512, 2048, blocks=False)
+        torch.set_num_threads(1)
+        assert ns_cpu.uses_blocks(512) and ns_flops(512, 2048) < ns_flops(512, 2048, blocks=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_plain_steps_in_bf16_round_like_torch_muon():
     """X ← a·X + B·X with a·X inside the product's float32 accumulation, as torch and KJ do;
     forming h = aI + B in bf16 first had doubled the rounding error (0.020 against 0.011)."""

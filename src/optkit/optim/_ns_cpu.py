@@ -9,8 +9,9 @@ runs a stack; for CPU tensors it is this one, and nothing here runs on any other
   float32; without native bf16 a CPU emulates it and is several times *slower* than float32.
   The flags are read once, at import, so that compiled code sees a constant.
 - **Symmetric 2×2 blocks** (:class:`_Sym`): every m×m matrix of the iteration is symmetric; from
-  m = ``SYMMETRIC_MIN`` on, only three of its four h×h blocks are computed (3/4 of the FLOPs of
-  the Gram matrices and the m×m products of a Gram group).
+  m = ``SYMMETRIC_MIN`` on, and on one torch thread, only three of its four h×h blocks are
+  computed (3/4 of the FLOPs of the Gram matrices and the m×m products of a Gram group); with
+  more threads the extra GEMM calls cost more than the FLOPs they save.
 - **Gram groups of ``GRAM_GROUP`` steps** for matrices longer than ``GRAM_ASPECT`` times their
   short side (fewer FLOPs, the same result in exact arithmetic).
 - **Buffer reuse**: each step's result goes into a buffer already held (the consumed input,
@@ -99,11 +100,19 @@ def groups(
 # 384: 0.96 and 1.06; 512: 0.88–0.95 and 0.91–0.94; 768: 0.88 and 0.89; 1024: 0.88 and 0.91.
 # In float32 (CPUs without native bf16): 384: 0.95 and 0.96; 512: 0.86–0.92 and 0.87–0.89.
 SYMMETRIC_MIN = 512
+# Blocks only with this many torch threads or fewer: each block product is six GEMM calls
+# instead of one, and with several threads every call pays a fork/join of the thread team.
+# The GPT-like set's 24 matrices (benchmarks/muon_step.py shapes), process CPU time, loaded
+# 2-core machine (load average 12–15): 2 threads, blocks 2868 ms against 1180 ms full
+# (2.4× slower; the whole Muon step 0.74× torch.optim.Muon's CPU time with blocks, 0.43×
+# without); 1 thread, blocks 507 ms against 580 ms full.
+SYMMETRIC_MAX_THREADS = 1
 
 
 def uses_blocks(m: int) -> bool:
-    """Whether the m×m work runs in symmetric blocks (:class:`_Sym`): from ``SYMMETRIC_MIN`` on."""
-    return m >= SYMMETRIC_MIN
+    """Whether the m×m work runs in symmetric blocks (:class:`_Sym`): from ``SYMMETRIC_MIN``
+    on, when torch runs on at most ``SYMMETRIC_MAX_THREADS`` threads."""
+    return m >= SYMMETRIC_MIN and torch.get_num_threads() <= SYMMETRIC_MAX_THREADS
 
 
 def product_cost(m: int, device: Any = None) -> float:
@@ -244,5 +253,5 @@ def iterate(run: Callable[..., Tensor], X: Tensor, *args: Any) -> Tensor:
 
 
 def kernels(m: int, device: Any = None) -> type[BlockKernels] | type[DenseKernels]:
-    """The symmetric-matrix operations for m×m work: blocks from ``SYMMETRIC_MIN`` on."""
+    """The symmetric-matrix operations for m×m work: blocks where :func:`uses_blocks`."""
     return BlockKernels if uses_blocks(m) else DenseKernels

@@ -24,12 +24,13 @@ only (:func:`_gram_group`; Gram Newton–Schulz with restarts, Zhang, Amsel, Che
 Every m×m matrix of the iteration is symmetric, which the devices exploit differently.
 
 **One switch per device** (:func:`_backend`): CPU tensors go to :mod:`optkit.optim._ns_cpu`
-(Gram groups of 3 steps for n > 1.5m, symmetric 2×2 blocks from m = 512 on, buffers reused,
-bf16 only where the CPU has it natively); every other device to :mod:`optkit.optim._ns_cuda`
-(bf16, the Gram form with restarts every 3 steps wherever it needs fewer FLOPs, one compiled
-graph per stack on CUDA, the Triton kernel :mod:`optkit.optim._ns_triton` for symmetric
-products when triton is installed). :func:`ns_flops` asks the same backend what a matrix costs,
-and so does the distributed owner assignment (:func:`optkit.optim.distributed.matrix_cost`).
+(Gram groups of 3 steps for n > 1.5m, symmetric 2×2 blocks from m = 512 on one thread,
+buffers reused, bf16 only where the CPU has it natively); every other device goes to
+:mod:`optkit.optim._ns_cuda` (bf16, the Gram form with restarts every 3 steps wherever it
+needs fewer FLOPs, one compiled graph per stack on CUDA, the Triton kernel
+:mod:`optkit.optim._ns_triton` for symmetric products when triton is installed).
+:func:`ns_flops` asks the same backend what a matrix costs, and so does the distributed owner
+assignment (:func:`optkit.optim.distributed.matrix_cost`).
 
 Coefficient schedules:
 
@@ -246,9 +247,9 @@ def ns_flops(
     With m ≤ n the sides, a group of g steps (g = 1: a plain step) costs
     k·2m²n (Gram matrix) + k·(8g − 6)·m³ (m×m products) + 2m²n (X ← Q·X), where k is the
     device's cost of a symmetric product relative to a full one: on CPU 3/4 when the m×m work
-    runs in symmetric blocks (m ≥ ``SYMMETRIC_MIN``), else 1 — except a plain step's single
-    m×m product, which the CPU computes in full; on CUDA about 1/2 with the Triton triangle
-    kernel (:mod:`._ns_cuda`), else 1.
+    runs in symmetric blocks (m ≥ ``SYMMETRIC_MIN``, one torch thread), else 1 — except a
+    plain step's single m×m product, which the CPU computes in full; on CUDA about 1/2 with
+    the Triton triangle kernel (:mod:`._ns_cuda`), else 1.
 
     ``gram``: False, the plain form (groups of 1 step); True, the Gram form in the device's
     groups (CPU: ``GRAM_GROUP`` steps; CUDA: ``_ns_cuda.restart_groups``); None, what
