@@ -7,16 +7,15 @@ Wolfe and Armijo on a scalar phi), ``directions`` (steepest descent, Newton, New
 L-BFGS), ``_loop`` (the one descent loop), ``_cpu_blas`` (NumPy/BLAS fast paths for small CPU
 problems), ``first_order`` (gd … adamw through ``optkit.optim``), ``lbfgsb`` (bound-constrained
 L-BFGS-B, :class:`LbfgsInvHessProduct`), ``more_thuente`` (its line search, MINPACK-2's
-dcsrch), ``result`` (:class:`OptimizeResult`, :class:`Status`, :class:`InverseHessianProduct`).
+dcsrch), ``result`` (:class:`OptimizeResult`, :class:`Status`).
 """
 
 from .api import METHODS, Method, minimize, minimize_module
 from .lbfgsb import LbfgsInvHessProduct, minimize_lbfgsb
-from .result import InverseHessianProduct, OptimizeResult, Status, Trajectory
+from .result import OptimizeResult, Status, Trajectory
 
 __all__ = [
     "METHODS",
-    "InverseHessianProduct",
     "LbfgsInvHessProduct",
     "Method",
     "OptimizeResult",

@@ -37,7 +37,7 @@ from .objective import (
     Objective,
     UserHessianObjective,
 )
-from .result import InverseHessianProduct, OptimizeResult, Status, Trajectory
+from .result import OptimizeResult, Status, Trajectory
 
 __all__ = ["METHODS", "Method", "minimize", "minimize_module"]
 
@@ -196,7 +196,7 @@ def _inverse_hessian(direction, x0) -> Any:
                 if isinstance(x0, np.ndarray)
                 else x0.new_empty((0, x0.shape[0]))
             )
-            H = InverseHessianProduct(empty, empty, 1.0)
+            H = LbfgsInvHessProduct(empty, empty, 1.0, numpy=isinstance(x0, np.ndarray))
         return H
     return None
 
@@ -646,12 +646,6 @@ def _user_kind(value: Any, kind: str) -> Any:
         return None
     if isinstance(value, LbfgsInvHessProduct):  # L-BFGS-B's: NumPy in, NumPy out already
         value.numpy = kind == "numpy"
-        return value
-    if isinstance(value, InverseHessianProduct):
-        if kind == "numpy" and isinstance(value.sk, torch.Tensor):
-            return InverseHessianProduct(
-                value.sk.detach().cpu().numpy(), value.yk.detach().cpu().numpy(), value.gamma
-            )
         return value
     if kind == "numpy" and isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()

@@ -473,13 +473,15 @@ class LBFGS:
         return last_decrease_step(f_prev, f, dg)
 
     def inverse_hessian(self):
-        """The current H as an :class:`~optkit.minimization.result.InverseHessianProduct`."""
-        from .result import InverseHessianProduct
+        """The current H (H₀ = γI and the kept pairs) as an
+        :class:`~optkit.minimization.lbfgsb.LbfgsInvHessProduct`, NumPy in and out when the
+        pairs are NumPy vectors."""
+        from .lbfgsb import LbfgsInvHessProduct
 
         if not self.pairs:
             return None
         S = [p[0] for p in self.pairs]
         Y = [p[1] for p in self.pairs]
         if isinstance(S[0], np.ndarray):
-            return InverseHessianProduct(np.stack(S), np.stack(Y), self.gamma)
-        return InverseHessianProduct(torch.stack(S), torch.stack(Y), self.gamma)
+            return LbfgsInvHessProduct(np.stack(S), np.stack(Y), self.gamma, numpy=True)
+        return LbfgsInvHessProduct(torch.stack(S), torch.stack(Y), self.gamma)

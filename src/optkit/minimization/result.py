@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["InverseHessianProduct", "OptimizeResult", "Status", "Trajectory"]
+__all__ = ["OptimizeResult", "Status", "Trajectory"]
 
 
 class Status(enum.IntEnum):
@@ -67,8 +67,9 @@ class OptimizeResult(dict):
         fun: ``f(x)`` as a Python float.
         jac: ``∇f(x)``, same shape and kind as ``x``.
         hess_inv: The inverse-Hessian approximation at ``x``: an ``n × n`` matrix (bfgs, NumPy
-            array or tensor as ``x``) or an :class:`InverseHessianProduct` (lbfgs, L-BFGS-B);
-            absent for the other methods.
+            array or tensor as ``x``) or an
+            :class:`~optkit.minimization.lbfgsb.LbfgsInvHessProduct` (lbfgs, L-BFGS-B); absent
+            for the other methods.
         nit: Iterations performed.
         nfev: Objective evaluations (each autograd evaluation of f and ∇f together counts one
             here and one in ``njev``; finite differences count each call of ``fun``).
@@ -109,79 +110,3 @@ class OptimizeResult(dict):
             text = text.replace("\n", "\n" + " " * (width + 2))
             lines.append(f"{k.rjust(width)}: {text}")
         return "\n".join(lines)
-
-
-class InverseHessianProduct:
-    """The L-BFGS inverse-Hessian approximation as a linear operator (SciPy's
-    ``LbfgsInvHessProduct`` interface): ``H·v`` by the two-loop recursion over the stored pairs.
-
-    ``H`` is the matrix the method used for its last direction: built on ``H₀ = γI`` with
-    ``γ = sᵀy / yᵀy`` of the newest pair (SciPy's ``LbfgsInvHessProduct`` starts from ``I``).
-
-    Attributes:
-        sk, yk: The pairs, shape ``(m, n)``, oldest first (NumPy arrays or tensors as ``x``).
-        gamma: γ.
-        shape: ``(n, n)``.
-        dtype: The dtype of the pairs.
-
-    Example:
-        >>> import numpy as np
-        >>> H = InverseHessianProduct(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]]), 0.5)
-        >>> H @ np.array([4.0, 1.0])  # H = diag(1/2, 1/2)
-        array([2. , 0.5])
-    """
-
-    def __init__(self, sk: Any, yk: Any, gamma: float = 1.0) -> None:
-        if sk.shape != yk.shape or sk.ndim != 2:
-            raise ValueError(f"sk and yk must both have shape (m, n), got {sk.shape}, {yk.shape}")
-        self.sk, self.yk, self.gamma = sk, yk, float(gamma)
-        self.shape = (sk.shape[1], sk.shape[1])
-        self.dtype = sk.dtype
-
-    def matvec(self, v: Any) -> Any:
-        """``H·v`` for a vector ``v`` of length n (also shape ``(n, 1)``)."""
-        s, y = self.sk, self.yk
-        column = v.ndim == 2
-        q = v.reshape(-1) * 1.0  # a copy in x's kind and dtype
-        alphas = []
-        for i in range(s.shape[0] - 1, -1, -1):
-            a = float(s[i] @ q) / float(s[i] @ y[i])
-            q = q - a * y[i]
-            alphas.append(a)
-        r = q * self.gamma
-        for i, a in zip(range(s.shape[0]), reversed(alphas), strict=True):
-            r = r + s[i] * (a - float(y[i] @ r) / float(s[i] @ y[i]))
-        return r.reshape(-1, 1) if column else r
-
-    rmatvec = matvec  # H is symmetric
-
-    def matmat(self, V: Any) -> Any:
-        """``H·V`` column by column."""
-        cols = [self.matvec(V[:, j]) for j in range(V.shape[1])]
-        if hasattr(V, "numpy"):
-            import torch
-
-            return torch.stack(cols, dim=1)
-        import numpy as np
-
-        return np.stack(cols, axis=1)
-
-    def dot(self, v: Any) -> Any:
-        """``H·v`` (a vector) or ``H·V`` (a matrix)."""
-        return self.matvec(v) if v.ndim == 1 or v.shape[1:] == (1,) else self.matmat(v)
-
-    __matmul__ = dot
-
-    def todense(self) -> Any:
-        """H as a dense ``n × n`` matrix."""
-        n = self.shape[0]
-        if hasattr(self.sk, "numpy"):
-            import torch
-
-            return self.matmat(torch.eye(n, dtype=self.dtype, device=self.sk.device))
-        import numpy as np
-
-        return self.matmat(np.eye(n, dtype=self.dtype))
-
-    def __repr__(self) -> str:
-        return f"<{self.shape[0]}x{self.shape[1]} InverseHessianProduct, {self.sk.shape[0]} pairs>"
