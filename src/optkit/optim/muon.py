@@ -275,7 +275,8 @@ class Muon(OptkitOptimizer):
             ``normuon_eps``: ε (default 1e-8).
         cautious_wd: cautious weight decay (default False): decay only the entries where O
             and θ have the same sign (where the step moves θ towards 0 anyway):
-            θ ← θ − γ·w·θ·[O ⊙ θ ≥ 0] − γ·r·O.
+            θ ← θ − γ·w·θ·[O ⊙ θ ≥ 0] − γ·r·O. Muon groups only: AdamW groups keep plain
+            decoupled decay (``adamw_weight_decay``).
         orthogonalize: ``"matrix"`` (default: each weight is one matrix), ``"split_qkv"``
             (a fused qkv weight is orthogonalized as its q, k and v row blocks, as if they
             were separate parameters, each with its own r(m, n)) or ``"per_head"`` (the q, k,
