@@ -474,6 +474,14 @@ class Muon(OptkitOptimizer):
             bufs.append(state["momentum_buffer"])
         batch_dims = group["batch_dims"]
         views = _views_with_grad(group, params)
+        if any(is_dtensor(p) for p in params):
+            if group.get("normuon", False) or any(v is not None and v[1] for v in views):
+                raise NotImplementedError(
+                    "normuon and orthogonalize='split_qkv'/'per_head' are not supported with "
+                    "FSDP2 (DTensor) parameters yet; use them in one process or under DDP"
+                )
+            # (in, out) weights as stored: NS is transpose-equivariant; r uses the stored shape
+            views = [None] * len(views)
         if any(v is not None for v in views):  # transposed storage or split blocks
             directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
             matrices = [_matrix_view(u, batch_dims, v) for u, v in zip(directions, views)]
