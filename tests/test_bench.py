@@ -9,6 +9,7 @@ test the issue asks for.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,7 +18,7 @@ import torch
 
 from optkit.bench import TASKS, boosting, digits, grokking, second_order
 from optkit.bench._common import finite_decreasing, median, write_json
-from optkit.bench.cli import main, markdown_summary, results_table, run_task
+from optkit.bench.cli import check_optimizers, main, markdown_summary, results_table, run_task
 
 
 def _load(path):
@@ -229,3 +230,15 @@ def test_quick_presets(task, tmp_path):
     for row in data["rows"]:
         numbers = [v for v in row.values() if isinstance(v, (int, float)) and v is not None]
         assert numbers and all(math.isfinite(v) for v in numbers), row
+
+
+def test_muon_variants_and_optimizers_option(tmp_path):
+    with pytest.raises(ValueError, match="optimizers: grokking knows"):
+        check_optimizers("grokking", ["muon", "lion"])
+    assert check_optimizers("digits", ["muon_cautious"]) == ("muon_cautious",)
+    cfg = dataclasses.replace(grokking.GrokkingConfig.tiny(), optimizers=("muon",))
+    res = run_task("grokking", config=cfg, optimizers=["muon_normuon", "muon_cautious"])
+    assert set(res["summary"]) == {"muon_normuon", "muon_cautious"}
+    opt = grokking.make_optimizer("muon_cautious", grokking.Transformer(p=7, d=16, heads=2,
+                                  d_mlp=32), 0.1, cfg)  # fmt: skip
+    assert opt.param_groups[0]["cautious_wd"] and not opt.param_groups[0]["normuon"]

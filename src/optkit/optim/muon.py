@@ -281,7 +281,8 @@ class Muon(OptkitOptimizer):
             ``normuon_eps``: ε (default 1e-8).
         cautious_wd: cautious weight decay (default False): decay only the entries where O
             and θ have the same sign (where the step moves θ towards 0 anyway):
-            θ ← θ − γ·w·θ·[O ⊙ θ ≥ 0] − γ·r·O.
+            θ ← θ − γ·w·θ·[O ⊙ θ ≥ 0] − γ·r·O. Muon groups only: AdamW groups keep plain
+            decoupled decay (``adamw_weight_decay``).
         orthogonalize: ``"matrix"`` (default: each weight is one matrix), ``"split_qkv"``
             (a fused qkv weight is orthogonalized as its q, k and v row blocks, as if they
             were separate parameters, each with its own r(m, n)) or ``"per_head"`` (the q, k,
@@ -507,6 +508,14 @@ class Muon(OptkitOptimizer):
             bufs.append(state["momentum_buffer"])
         batch_dims = group["batch_dims"]
         views = _views_with_grad(group, params)
+        if any(is_dtensor(p) for p in params):
+            if group.get("normuon", False) or any(v is not None and v[1] for v in views):
+                raise NotImplementedError(
+                    "normuon and orthogonalize='split_qkv'/'per_head' are not supported with "
+                    "FSDP2 (DTensor) parameters yet; use them in one process or under DDP"
+                )
+            # (in, out) weights as stored: NS is transpose-equivariant; r uses the stored shape
+            views = [None] * len(views)
         if any(v is not None for v in views):  # transposed storage or split blocks
             directions = momentum_update(grads, bufs, group["momentum"], group["nesterov"])
             matrices = [_matrix_view(u, batch_dims, v) for u, v in zip(directions, views)]
