@@ -16,6 +16,8 @@ from torch._dynamo.utils import counters
 
 import optkit
 
+from .optim_db import OPTIM_DB
+
 CASES = {
     "SGD": (optkit.SGD, dict(momentum=0.9, weight_decay=0.01, nesterov=True)),
     "RMSprop": (optkit.RMSprop, dict(momentum=0.5, centered=True)),
@@ -88,6 +90,10 @@ def _run(name, compile_what):
     torch._dynamo.config.error_on_recompile = False
     assert opts[0].param_groups[0]["lr"].item() == pytest.approx(0.05 * 0.8**6)
     return models
+
+
+def test_every_compile_row_has_a_case():
+    assert {info.name for info in OPTIM_DB if info.has("compile")} <= set(CASES)
 
 
 @pytest.fixture(autouse=True)
