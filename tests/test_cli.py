@@ -130,9 +130,12 @@ def test_user_error_in_process(name, tmp_path, capsys):
     assert ERRORS[name][1] in err
 
 
+@pytest.mark.slow
 def test_user_errors_in_subprocesses(tmp_path):
     """The issue's error paths as a user sees them: unknown problem / method, bad --set,
-    unreadable CSV, plus an argparse usage error (all in parallel to save time)."""
+    unreadable CSV, plus an argparse usage error (all in parallel to save time; five fresh
+    interpreters importing torch: the longest test here, so ``make test-all`` only —
+    ``test_user_error_in_process`` checks the same messages in ``make test``)."""
     names = ["unknown problem", "unknown method", "bad --set syntax", "missing csv"]
     cases = {name: _error_args(name, tmp_path) for name in names}
     cases["usage"] = ["compare", "--max-iter", "many"]

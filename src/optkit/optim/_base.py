@@ -209,10 +209,11 @@ def split_by_flag(lists: Sequence[Sequence[Any]], flags: Sequence[bool]) -> list
 
 def scalar(value: float | Tensor, plan: StepPlan, device: torch.device | None = None) -> Any:
     """A hyperparameter in the plan's form: a Python float for eager steps (a tensor ``lr`` is
-    read once per group), else a tensor (moved to ``device`` when given and not a CPU scalar)."""
+    read once per group), else as given, a tensor moved to ``device`` (the step counts' and
+    parameters' device: foreach ops want their scalars there)."""
     if not plan.tensor_scalars:
         return float(value) if isinstance(value, Tensor) else value
-    if isinstance(value, Tensor) and device is not None and value.device.type != "cpu":
+    if isinstance(value, Tensor) and device is not None:
         return value.to(device)
     return value
 

@@ -448,8 +448,10 @@ class Muon(OptkitOptimizer):
         finally:
             self.defaults = all_defaults
         group = self.param_groups[-1]
-        for key, value in self._group_defaults[algorithm].items():
-            if isinstance(value, Tensor) and group[key] is value:
+        for key, value in group.items():
+            if isinstance(value, Tensor) and any(
+                g.get(key) is value for g in self.param_groups[:-1]
+            ):
                 # the automatic partition makes several groups: each gets its own tensor lr,
                 # or a scheduler would scale the one shared tensor once per group
                 group[key] = value.clone()
