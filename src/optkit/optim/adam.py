@@ -190,7 +190,7 @@ class Adam(OptkitOptimizer):
     __doc__ = (
         r"""Adam: momentum (first moment) and RMSProp (second moment) with bias correction.
 
-    The lecture's "¡Mezclemos!" slide: an EWMA of the gradient and one of its square, each
+    The lecture's Adam slide (momentum and RMSProp combined): an EWMA of the gradient and one of its square, each
     divided by 1 − βᵗ because an EWMA started at zero has weights summing to 1 − βᵗ, not 1.
     Same names, defaults and update as ``torch.optim.Adam`` (drop-in; equal in float64).
     Departure from the lecture: its slide gives β₁ = 0.99 as the default; the published
@@ -320,8 +320,10 @@ class AdamW(Adam):
     Adding w·θ to the gradient (Adam's L2) lets the penalty pass through the moments v, s, so
     large-gradient weights are barely decayed. AdamW shrinks θ directly, outside the adaptive
     step. Same names, defaults and update as ``torch.optim.AdamW`` (drop-in; equal in float64).
-    Departure from the lecture: its slide subtracts w·θ_{t-1}; the published rule, torch's and
-    this one scale the decay by the learning rate, θ ← θ − γ·w·θ, applied before the Adam step.
+    Departure from the lecture: its slide subtracts w·θ_{t-1}; torch's rule and this one scale
+    the decay by the learning rate, θ ← θ − γ·w·θ, applied before the Adam step. (Loshchilov &
+    Hutter's Algorithm 2 multiplies w·θ by the schedule multiplier η_t, not by the step size;
+    with γ = η_t·α the two differ by the constant α, which ``weight_decay`` absorbs.)
 
     Symbols: γ = ``lr``, (β₁, β₂) = ``betas``, ε = ``eps``, w = ``weight_decay``.
 """

@@ -369,8 +369,11 @@ class QKClip:
     - ``"after_step"`` (default): the hooks keep the q/k projections' *inputs* of the last
       batch; :meth:`clip`, called after the optimizer step, recomputes q and k with the
       updated weights and takes S_h from them. Then every clipped head's max logit on that
-      batch is exactly τ *for the weights the training continues with*. Costs the two
-      projections and the logit max again, and holds the inputs until the step.
+      batch is exactly τ *for the weights the training continues with*, computed from the
+      q/k inputs recorded in the forward pass: when the same step also updates layers below
+      the attention, a new forward on that batch sees changed inputs and can come out slightly
+      above τ (docs/benchmarks/muonclip.md). Costs the two projections and the logit max
+      again, and holds the inputs until the step.
     - ``"forward"``: S_h from the forward pass itself (K2's description), with the weights
       *before* the step; the step's own update can then carry a clipped head above τ again
       (at a high learning rate, by tens of percent — see ``benchmarks/muonclip_demo.py``).
