@@ -190,8 +190,9 @@ class Adam(OptkitOptimizer):
     __doc__ = (
         r"""Adam: momentum (first moment) and RMSProp (second moment) with bias correction.
 
-    The lecture's Adam slide (momentum and RMSProp combined): an EWMA of the gradient and one of its square, each
-    divided by 1 − βᵗ because an EWMA started at zero has weights summing to 1 − βᵗ, not 1.
+    The lecture's Adam slide (momentum and RMSProp combined): an EWMA of the gradient and one
+    of its square, each divided by 1 − βᵗ because an EWMA started at zero has weights summing
+    to 1 − βᵗ, not 1.
     Same names, defaults and update as ``torch.optim.Adam`` (drop-in; equal in float64).
     Departure from the lecture: its slide gives β₁ = 0.99 as the default; the published
     algorithm (Kingma & Ba, 2015) and torch use β₁ = 0.9, as here.
