@@ -59,7 +59,16 @@ __all__ = [
 
 ALGORITHMS = ("muon", "adamw")
 ADJUST_LR = ("spectral", "match_rms_adamw", None)
-_UNSET: Any = object()  # an argument not given (None is a value of torch's adjust_lr_fn)
+
+
+class _Unset:
+    """An argument not given (None is a value of torch's ``adjust_lr_fn``)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET: Any = _Unset()
 ORTHOGONALIZE = ("matrix", "split_qkv", "per_head")
 
 
