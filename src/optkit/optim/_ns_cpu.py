@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from . import _ns_dense
+
 __all__ = [
     "GRAM_ASPECT",
     "GRAM_GROUP",
@@ -213,34 +215,7 @@ class BlockKernels:
         return S.full()
 
 
-class DenseKernels:
-    """The same operations on full batches ``(B, m, m)`` (one ``bmm`` each)."""
-
-    @staticmethod
-    def gram(X: Tensor, tall: bool) -> Tensor:
-        return torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
-
-    @staticmethod
-    def product(P: Tensor, R: Tensor, *, add: Any = None, beta: float = 1.0, alpha: float = 1.0):
-        if add is None:
-            return torch.bmm(P, R)
-        return torch.baddbmm(add, P, R, beta=beta, alpha=alpha)
-
-    @staticmethod
-    def square(A: Tensor, b: float, c: float) -> Tensor:
-        return torch.baddbmm(A, A, A, beta=b, alpha=c)
-
-    @staticmethod
-    def diagonals(S: Tensor) -> list[Tensor]:
-        return [S.diagonal(dim1=-2, dim2=-1)]
-
-    @staticmethod
-    def blocks(S: Tensor) -> list[Tensor]:
-        return [S]
-
-    @staticmethod
-    def full(S: Tensor) -> Tensor:
-        return S
+DenseKernels = _ns_dense.DenseKernels  # the full-product set, shared with CUDA
 
 
 # Each step's result goes into a buffer already held (see the module docstring).

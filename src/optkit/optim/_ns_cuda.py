@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _ns_triton
+from . import _ns_dense, _ns_triton
 
 __all__ = ["COMPILE", "RESTART_EVERY", "TRITON", "TRITON_MIN", "groups", "iterate", "kernels"]
 
@@ -108,34 +108,7 @@ def groups(m: int, n: int, steps: int, gram: bool | None, device: torch.device) 
     return gram_groups if gram else plain
 
 
-class DenseKernels:
-    """Symmetric-matrix operations as full cuBLAS products."""
-
-    @staticmethod
-    def gram(X: Tensor, tall: bool) -> Tensor:
-        return torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
-
-    @staticmethod
-    def product(P: Tensor, R: Tensor, *, add: Any = None, beta: float = 1.0, alpha: float = 1.0):
-        if add is None:
-            return torch.bmm(P, R)
-        return torch.baddbmm(add, P, R, beta=beta, alpha=alpha)
-
-    @staticmethod
-    def square(A: Tensor, b: float, c: float) -> Tensor:
-        return torch.baddbmm(A, A, A, beta=b, alpha=c)
-
-    @staticmethod
-    def diagonals(S: Tensor) -> list[Tensor]:
-        return [S.diagonal(dim1=-2, dim2=-1)]
-
-    @staticmethod
-    def blocks(S: Tensor) -> list[Tensor]:
-        return [S]
-
-    @staticmethod
-    def full(S: Tensor) -> Tensor:
-        return S
+DenseKernels = _ns_dense.DenseKernels  # full cuBLAS products
 
 
 class TriangleKernels(DenseKernels):
