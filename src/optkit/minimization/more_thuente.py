@@ -27,7 +27,7 @@ def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
     """One safeguarded step of the Moré–Thuente search: the new trial and the updated interval.
 
     Returns (stx, fx, dx, sty, fy, dy, stp, brackt). Cases as Moré & Thuente §4: 1) higher f,
-    2) derivative sign change, 3) smaller |derivative|, 4) otherwise.
+    2) derivative sign change, 3) smaller ``|derivative|``, 4) otherwise.
     """
     sgnd = dp * (dx / abs(dx)) if dx != 0.0 else math.nan  # NaN (no case 2) as MINPACK-2
     if fp > fx:  # case 1: cubic or the midpoint toward the quadratic minimizer
