@@ -313,3 +313,17 @@ def test_head_max_logits_cross_attention_keys_of_their_own_length():
     S = (q.view(2, 5, 2, 4).transpose(1, 2) @ k.view(2, 9, 2, 4).transpose(1, 2).mT) / 2.0
     got = head_max_logits(q, k, 2, causal=True, chunk_elements=20)  # causal ignored: Tk ≠ T
     assert torch.allclose(got.double(), S.amax(dim=(0, 2, 3)), rtol=1e-6)
+
+
+def test_found_softmax_scale_is_the_models_own():
+    """The clip's bound needs the model's real logit scale: 1/√d for BERT-style attention, 1
+    for T5, which folds 1/√d into its initialization and takes q·k as it is."""
+    hf = pytest.importorskip("transformers")
+    t5 = hf.T5ForConditionalGeneration(
+        hf.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
+    specs = find_attention(t5)
+    assert len(specs) == 3  # encoder self, decoder self, decoder cross
+    assert all(s.scale == 1.0 for s in specs), [s.scale for s in specs]
+    bert = _families()["bert"]()
+    assert [s.scale for s in find_attention(bert)] == [pytest.approx(1 / 8**0.5)]

@@ -528,6 +528,15 @@ def _attribute(module: nn.Module, names: Sequence[str], kind: type) -> Any:
     return None
 
 
+# transformers' model types whose attention takes q·k without 1/√d (T5 folds it into the init)
+_UNSCALED_MODEL_TYPES = ("t5", "mt5", "umt5", "longt5", "switch_transformers")
+
+
+def _unscaled_logits(module: nn.Module) -> bool:
+    config = getattr(module, "config", None)
+    return getattr(config, "model_type", None) in _UNSCALED_MODEL_TYPES
+
+
 def find_attention(
     model: nn.Module,
     *,
@@ -545,7 +554,8 @@ def find_attention(
     Read from the attention module, else from its ``config`` (transformers): heads
     (``num_heads``/``n_head``/``num_attention_heads``/…), kv heads
     (``num_key_value_heads``/…), head_dim (``head_dim``/``attention_head_size``/…),
-    the softmax scale (``scaling``, a float), and whether it is causal (``is_causal``, a bool;
+    the softmax scale (``scaling``, a float; 1 for T5-family models, whose logits are not
+    scaled), and whether it is causal (``is_causal``, a bool;
     else ``causal``; ``nn.MultiheadAttention`` layers are measured non-causal, which can only
     over-estimate). The arguments ``num_heads``/``num_kv_heads`` override them. A fused
     ``query_key_value`` child is per-head interleaved (GPT-NeoX); the other fused names hold
@@ -576,6 +586,8 @@ def find_attention(
         kv = num_kv_heads or _attribute(module, _KV_HEADS, int)
         head_dim = _attribute(module, _HEAD_DIMS, int)
         scaling = _attribute(module, ("scaling",), float)
+        if scaling is None and _unscaled_logits(module):
+            scaling = 1.0
         is_causal = getattr(module, "is_causal", None)
         common = dict(
             num_heads=heads, num_kv_heads=kv, name=name, softmax_scale=scaling,
