@@ -9,9 +9,10 @@ runs a stack; for CPU tensors it is this one, and nothing here runs on any other
   float32; without native bf16 a CPU emulates it and is several times *slower* than float32.
   The flags are read once, at import, so that compiled code sees a constant.
 - **Symmetric 2×2 blocks** (:class:`_Sym`): every m×m matrix of the iteration is symmetric; from
-  m = ``SYMMETRIC_MIN`` on, and on one torch thread, only three of its four h×h blocks are
-  computed (3/4 of the FLOPs of the Gram matrices and the m×m products of a Gram group); with
-  more threads the extra GEMM calls cost more than the FLOPs they save.
+  m = ``SYMMETRIC_MIN`` on, and on up to ``SYMMETRIC_MAX_THREADS`` torch threads, only three of
+  its four h×h blocks are computed (3/4 of the FLOPs of the Gram matrices and the m×m products
+  of a Gram group); each block product is six GEMM calls instead of one, which more threads
+  make dearer.
 - **Gram groups of ``GRAM_GROUP`` steps** for matrices longer than ``GRAM_ASPECT`` times their
   short side (fewer FLOPs, the same result in exact arithmetic).
 - **Buffer reuse**: each step's result goes into a buffer already held (the consumed input,
@@ -103,12 +104,10 @@ def groups(
 # In float32 (CPUs without native bf16): 384: 0.95 and 0.96; 512: 0.86–0.92 and 0.87–0.89.
 SYMMETRIC_MIN = 512
 # Blocks only with this many torch threads or fewer: each block product is six GEMM calls
-# instead of one, and with several threads every call pays a fork/join of the thread team.
-# The GPT-like set's 24 matrices (benchmarks/muon_step.py shapes), process CPU time, loaded
-# 2-core machine (load average 12–15): 2 threads, blocks 2868 ms against 1180 ms full
-# (2.4× slower; the whole Muon step 0.74× torch.optim.Muon's CPU time with blocks, 0.43×
-# without); 1 thread, blocks 507 ms against 580 ms full.
-SYMMETRIC_MAX_THREADS = 1
+# instead of one, and with more threads every call pays a fork/join of the thread team. Blocks
+# win at 1 and 2 threads on a quiet machine and lose on an oversubscribed one; more threads are
+# unmeasured (docs/benchmarks/muon_step.md, "By thread count").
+SYMMETRIC_MAX_THREADS = 2
 
 
 def uses_blocks(m: int) -> bool:

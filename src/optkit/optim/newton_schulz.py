@@ -24,7 +24,7 @@ only (:func:`_gram_group`; Gram Newton–Schulz with restarts, Zhang, Amsel, Che
 Every m×m matrix of the iteration is symmetric, which the devices exploit differently.
 
 **One switch per device** (:func:`_backend`): CPU tensors go to :mod:`optkit.optim._ns_cpu`
-(Gram groups of 3 steps for n > 1.5m, symmetric 2×2 blocks from m = 512 on one thread,
+(Gram groups of 3 steps for n > 1.5m, symmetric 2×2 blocks from m = 512 on up to two threads,
 buffers reused, bf16 only where the CPU has it natively); every other device goes to
 :mod:`optkit.optim._ns_cuda` (bf16, the Gram form with restarts every 3 steps wherever it
 needs fewer FLOPs, one compiled graph per stack on CUDA, the Triton kernel
