@@ -20,6 +20,8 @@ from optkit.optim.muon_clip import (
 )
 from optkit.testing import ToyGPT
 
+from . import tiny_hf
+
 F64 = torch.float64
 
 
@@ -209,20 +211,9 @@ class EncoderLM(torch.nn.Module):
 
 def _families():
     hf = pytest.importorskip("transformers")
-    small = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                 intermediate_size=32)  # fmt: skip
+    small = tiny_hf.SMALL
     return {
-        "gpt2": lambda: hf.GPT2LMHeadModel(
-            hf.GPT2Config(
-                vocab_size=50,
-                n_embd=16,
-                n_layer=1,
-                n_head=2,
-                n_positions=16,
-                bos_token_id=0,
-                eos_token_id=0,
-            )
-        ),
+        "gpt2": lambda: tiny_hf.gpt2(hf),
         "llama_gqa": lambda: hf.LlamaForCausalLM(hf.LlamaConfig(**small, num_key_value_heads=1)),
         "bert": lambda: hf.BertForMaskedLM(hf.BertConfig(**small, max_position_embeddings=16)),
         "mixtral": lambda: hf.MixtralForCausalLM(
@@ -319,9 +310,7 @@ def test_found_softmax_scale_is_the_models_own():
     """The clip's bound needs the model's real logit scale: 1/√d for BERT-style attention, 1
     for T5, which folds 1/√d into its initialization and takes q·k as it is."""
     hf = pytest.importorskip("transformers")
-    t5 = hf.T5ForConditionalGeneration(
-        hf.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
-    )
+    t5 = tiny_hf.t5(hf)
     specs = find_attention(t5)
     assert len(specs) == 3  # encoder self, decoder self, decoder cross
     assert all(s.scale == 1.0 for s in specs), [s.scale for s in specs]

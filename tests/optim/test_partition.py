@@ -16,6 +16,9 @@ from optkit.optim import Muon
 from optkit.optim.partition import describe, partition
 from optkit.testing import ToyCNN, ToyGPT, ToyMoE
 
+from . import tiny_hf
+from .tiny_hf import SMALL
+
 EMB = ("adamw", "embedding (looked up by index)")
 HIDDEN = ("muon", "hidden matrix")
 BIAS = ("adamw", "bias")
@@ -267,22 +270,8 @@ def ids(n=6):
     return torch.randint(0, 50, (2, n), generator=torch.Generator().manual_seed(0))
 
 
-SMALL = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-             intermediate_size=32)  # fmt: skip
-
-
 def test_gpt2_tied_conv1d(hf):
-    model = hf.GPT2LMHeadModel(
-        hf.GPT2Config(
-            vocab_size=50,
-            n_embd=16,
-            n_layer=1,
-            n_head=2,
-            n_positions=16,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-    )
+    model = tiny_hf.gpt2(hf)
     for example in (None, {"input_ids": ids()}):
         records = partition(model, example_input=example)
         check(records, {
@@ -331,9 +320,7 @@ def test_bert_classifier(hf):
 
 
 def test_t5_encoder_decoder(hf):
-    cfg = hf.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1,
-                      num_decoder_layers=1, num_heads=2)  # fmt: skip
-    model = hf.T5ForConditionalGeneration(cfg)
+    model = tiny_hf.t5(hf)
     check(
         partition(model, example_input={"input_ids": ids(), "decoder_input_ids": ids(4)}),
         {
