@@ -165,19 +165,23 @@ def test_lbfgs_with_full_memory_equals_bfgs_with_the_same_scaled_H0(name):
 
 
 class WolfeChecker:
-    """Wraps strong_wolfe; asserts both conditions on every accepted step."""
+    """Wraps the loop's line-search step; asserts both strong Wolfe conditions on every step it
+    accepts, from the step itself: t from x₊ = x + t·d, φ(t) = f₊ and φ′(t) = g₊ᵀd (the first
+    trial is accepted in the loop, later ones by the search)."""
 
     def __init__(self):
         self.accepted = 0
-        self.search = ls.strong_wolfe
+        self.call = _loop._Stepper.__call__
 
-    def __call__(self, phi, f0, dphi0, t0, *, c1, c2, f_noise=0.0, **kw):
-        out = self.search(phi, f0, dphi0, t0, c1=c1, c2=c2, f_noise=f_noise, **kw)
-        if out.success:
-            f, d = phi(out.t)  # re-evaluate independently (cached: no extra count matters)
-            assert (f, d) == (out.f, out.dphi)
-            assert f <= f0 + c1 * out.t * dphi0 + f_noise, "sufficient decrease"
-            assert abs(d) <= c2 * abs(dphi0), "curvature"
+    def __call__(self, stepper, x, f, g, d, direction, k, f_prev):
+        out = self.call(stepper, x, f, g, d, direction, k, f_prev)
+        x_new, f_new, g_new, accepted, _ = out
+        if accepted:
+            dphi0 = float(g @ d)
+            t = float((x_new - x) @ d) / float(d @ d)
+            f_noise = stepper.noise * abs(f)
+            assert f_new <= f + stepper.c1 * t * dphi0 + f_noise + 1e-12 * abs(f), "decrease"
+            assert abs(float(g_new @ d)) <= stepper.c2 * abs(dphi0) * (1 + 1e-9), "curvature"
             self.accepted += 1
         return out
 
@@ -185,7 +189,9 @@ class WolfeChecker:
 @pytest.mark.parametrize("method", ["bfgs", "lbfgs", "newton", "newton-cg"])
 def test_every_accepted_step_satisfies_strong_wolfe(method, monkeypatch):
     checker = WolfeChecker()
-    monkeypatch.setattr(_loop.ls, "strong_wolfe", checker)
+    monkeypatch.setattr(
+        _loop._Stepper, "__call__", lambda self, *args: checker(self, *args), raising=True
+    )
     for name in ["rosenbrock", "beale", "wood", "helical_valley", "osborne1", "watson_6"]:
         p = problems.PROBLEMS[name]
         optkit.minimize(p.fun, p.start(), method=method)

@@ -78,8 +78,10 @@ def test_same_minimizer_as_scipy(name, method):
         np.testing.assert_allclose(res.x.numpy(), p.x_star.numpy(), rtol=1e-6, atol=1e-6)
 
 
-# "Known good" evaluation counts (gtol 1e-5, float64, this machine's torch). Do not let these
-# grow: a change that needs more evaluations here is a regression unless argued otherwise.
+# "Known good" evaluation counts (gtol 1e-5, float64, torch on x86). Do not let these grow: a
+# change that needs more evaluations here is a regression unless argued otherwise. CPUs round
+# differently in their BLAS kernels, and long runs drift by an evaluation or two (Wood with
+# lbfgs: 103 on one x86 machine, 104 on another), so each count may be exceeded by 3 % (≥ 1).
 PINNED = {
     # (problem, method): (nfev, njev, nhev)
     ("rosenbrock", "bfgs"): (39, 39, 0),
@@ -100,9 +102,9 @@ def test_pinned_evaluation_counts(name, method):
     p = PROBLEMS[name]
     res = optkit.minimize(p.fun, p.start(), method=method)
     assert res.success
-    nfev, njev, nhev = PINNED[name, method]
-    assert (res.nfev, res.njev, res.nhev) <= (nfev, njev, nhev)
-    assert res.nfev <= nfev and res.njev <= njev and res.nhev <= nhev
+    pinned = PINNED[name, method]
+    for what, count, limit in zip(("nfev", "njev", "nhev"), (res.nfev, res.njev, res.nhev), pinned):
+        assert count <= limit + max(1, round(0.03 * limit)) if limit else count == 0, (what, count)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -34,7 +34,6 @@ from .result import Status
 __all__ = [
     "Direction",
     "LoopResult",
-    "Step",
     "TorchOps",
     "descent_loop",
     "inf_norm",
@@ -133,19 +132,7 @@ class LoopResult:
     hess_inv: Any = None
 
 
-class Step(NamedTuple):
-    """One direction + line search. ``x is None`` when no step was taken (``failure`` says
-    why); otherwise x₊, f₊, g₊, and whether the line-search conditions hold there (False: the
-    best point of a failed search)."""
-
-    x: Any
-    f: float
-    g: Any
-    accepted: bool
-    failure: Status = Status.LINE_SEARCH
-
-
-_NO_DESCENT = Step(None, math.nan, None, False, Status.LINE_SEARCH)
+_NO_DESCENT = (None, math.nan, None, False, Status.LINE_SEARCH)
 
 
 def inf_norm(g: torch.Tensor) -> float:
@@ -188,92 +175,129 @@ def descent_loop(
         res.detail = f"{g_label} = {gnorm:.3g} <= gtol = {gtol:.3g}"
         return res
 
-    search = ls.armijo if line_search == "armijo" else ls.strong_wolfe
-    kw: dict[str, Any] = {"c1": c1} if line_search == "armijo" else {"c1": c1, "c2": c2}
-    if max_ls is not None:
-        kw["max_eval"] = max_ls
+    stepper = _Stepper(objective, ops, line_search, c1, c2, max_ls)
     n = objective.n
+    max_abs = ops.inf_norm
     f_prev = f + 0.5 * ops.norm(g)  # SciPy BFGS's guess for the first step
     for k in range(1, max_iter + 1):
         curved = direction.has_curvature
         d = direction(x, f, g, objective)
-        step = _step(objective, ops, search, kw, x, f, g, d, direction, k, f_prev)
-        if step.x is None and curved:
+        x_new, f_new, g_new, accepted, failure = stepper(x, f, g, d, direction, k, f_prev)
+        if x_new is None and curved:
             direction.reset()  # retry along −g without the curvature information
-            step = _step(objective, ops, search, kw, x, f, g, -g, None, k, f_prev)
-        if step.x is None:
-            res.status, res.nit = step.failure, k - 1
+            x_new, f_new, g_new, accepted, failure = stepper(x, f, g, -g, None, k, f_prev)
+        if x_new is None:
+            res.x, res.f, res.g, res.nit, res.status = x, f, g, k - 1, failure
             return res
-        x_new, f_new, g_new = step.x, step.f, step.g
-        g_max = ops.inf_norm(g_new)  # NaN or Inf when g holds one
+        g_max = max_abs(g_new)  # NaN or Inf when g holds one
         if not math.isfinite(g_max):
-            res.nit, res.status, res.detail = k - 1, Status.NONFINITE, "in the gradient"
+            res.x, res.f, res.g, res.nit = x, f, g, k - 1
+            res.status, res.detail = Status.NONFINITE, "in the gradient"
             return res
         s = x_new - x
         direction.update(s, g_new - g)
         f_prev, x, f, g = f, x_new, f_new, g_new
-        res.x, res.f, res.g, res.nit = x, f, g, k
         if record:
             res.xs.append(x)
             res.fs.append(f)
         if report is not None and report(x, f, g, k):
+            res.x, res.f, res.g, res.nit = x, f, g, k
             res.status = Status.CALLBACK
             return res
-        gnorm = g_max if norm == math.inf else ops.norm(g, norm)
-        if not step.accepted:  # best point of a failed search: keep it, then stop
+        if not accepted:  # best point of a failed search: keep it, then stop
+            res.x, res.f, res.g, res.nit = x, f, g, k
             res.status = Status.LINE_SEARCH
             return res
+        gnorm = g_max if norm == math.inf else ops.norm(g, norm)
+        stop = ""
         if gnorm <= gtol:
-            res.detail = f"{g_label} = {gnorm:.3g} <= gtol = {gtol:.3g}"
-            return res
-        if ftol > 0 and f_prev - f <= ftol * max(abs(f_prev), abs(f), 1.0):
-            res.detail = f"relative reduction of f <= ftol = {ftol:.3g}"
-            return res
-        if xtol > 0 and ops.norm(s, 1.0) <= n * xtol:
-            res.detail = f"‖s‖₁ <= n·xtol = {n * xtol:.3g}"
-            return res
-        if xrtol > 0 and ops.norm(s) <= xrtol * (xrtol + ops.norm(x)):
-            res.detail = f"‖s‖ <= xrtol·(xrtol + ‖x‖), xrtol = {xrtol:.3g}"
-            return res
-        if max_fev is not None and objective.nfev > max_fev:
+            stop = f"{g_label} = {gnorm:.3g} <= gtol = {gtol:.3g}"
+        elif ftol > 0 and f_prev - f <= ftol * max(abs(f_prev), abs(f), 1.0):
+            stop = f"relative reduction of f <= ftol = {ftol:.3g}"
+        elif xtol > 0 and ops.norm(s, 1.0) <= n * xtol:
+            stop = f"‖s‖₁ <= n·xtol = {n * xtol:.3g}"
+        elif xrtol > 0 and ops.norm(s) <= xrtol * (xrtol + ops.norm(x)):
+            stop = f"‖s‖ <= xrtol·(xrtol + ‖x‖), xrtol = {xrtol:.3g}"
+        elif max_fev is not None and objective.nfev > max_fev:
+            res.x, res.f, res.g, res.nit = x, f, g, k
             res.status, res.detail = Status.MAX_ITER, f"nfev = {objective.nfev} > maxfun"
             return res
+        if stop:
+            res.x, res.f, res.g, res.nit, res.detail = x, f, g, k, stop
+            return res
+    res.x, res.f, res.g, res.nit = x, f, g, max_iter
     res.status = Status.MAX_ITER
     return res
 
 
-def _step(objective, ops, search, kw, x, f, g, d, direction, k, f_prev) -> Step:
-    """A line search along ``d`` from x; the first trial step comes from ``direction``
-    (:func:`last_decrease_step` when ``direction`` is None: the retry along −g)."""
-    dg = ops.dot(g, d)
-    if not math.isfinite(dg) or dg >= 0.0:
-        return _NO_DESCENT
-    if direction is None:
-        t0, guard = last_decrease_step(f_prev, f, dg), True
-    else:
-        t0 = direction.trial_step(k, f_prev, f, dg, ops.norm(g) if k == 1 else math.nan)
-        guard = direction.guard_rise
-    trials: dict = {}  # t -> x + t·d: the accepted point is handed back without a copy
+class _Stepper:
+    """One line search along d from x (:meth:`__call__`), with what stays fixed over a run
+    bound once. Returns ``(x₊, f₊, g₊, accepted, None)`` — accepted False for the best point of
+    a failed search —, or ``(None, nan, None, False, failure)`` when no step was taken, the
+    :class:`Status` saying why.
 
-    def phi(t: float) -> tuple[float, float]:
-        xt = trials[t] = ops.add(x, t, d)
-        ft, gt = objective.value_and_grad(xt)
-        return ft, ops.dot(gt, d)
+    The first trial step comes from the direction (:func:`last_decrease_step` when the
+    direction is None: the retry along −g). With the strong Wolfe search, the first trial is
+    evaluated here and accepted on the spot when it meets both conditions (the common case of a
+    quasi-Newton step: the search's own first test, without building its closures); otherwise
+    the search continues from it (:func:`.line_search.strong_wolfe` with ``first=``).
+    """
 
-    f_noise = 4.0 * ops.eps * abs(f)  # a few ulps: see strong_wolfe
-    if search is ls.strong_wolfe:
-        out = search(phi, f, dg, t0, f_noise=f_noise, guard_rise=guard, **kw)
-    else:
-        out = search(phi, f, dg, t0, f_noise=f_noise, **kw)
-    if out.success:
-        x_new = trials[out.t]
-        f_new, g_new = objective.value_and_grad(x_new)  # cached: the last trial
-        return Step(x_new, f_new, g_new, True)
-    if not out.success and not (out.t > 0 and out.f < f):
-        failure = Status.NONFINITE if out.nonfinite else Status.LINE_SEARCH
-        return Step(None, math.nan, None, False, failure)
-    x_new = trials.get(out.t)
-    if x_new is None:
-        x_new = ops.add(x, out.t, d)
-    f_new, g_new = objective.value_and_grad(x_new)
-    return Step(x_new, f_new, g_new, out.success)
+    def __init__(self, objective, ops, line_search, c1, c2, max_ls) -> None:
+        self.value_and_grad = objective.value_and_grad
+        self.dot, self.add, self.norm = ops.dot, ops.add, ops.norm
+        self.noise = 4.0 * ops.eps  # f_noise = a few ulps of |f|: see strong_wolfe
+        self.wolfe = line_search != "armijo"
+        self.c1, self.c2 = c1, c2
+        kw: dict[str, Any] = {"c1": c1} if not self.wolfe else {"c1": c1, "c2": c2}
+        if max_ls is not None:
+            kw["max_eval"] = max_ls
+        self.kw = kw
+        self.max_ls = 30 if max_ls is None else max_ls  # strong_wolfe's default budget
+
+    def __call__(self, x, f, g, d, direction, k, f_prev):
+        dot = self.dot
+        dg = dot(g, d)
+        if not math.isfinite(dg) or dg >= 0.0:
+            return _NO_DESCENT
+        if direction is None:
+            t0, guard = last_decrease_step(f_prev, f, dg), True
+        else:
+            t0 = direction.trial_step(k, f_prev, f, dg, self.norm(g) if k == 1 else math.nan)
+            guard = direction.guard_rise
+        f_noise = self.noise * abs(f)
+        first = None
+        if self.wolfe and self.max_ls >= 1 and t0 <= 1e10:
+            xt = self.add(x, t0, d)
+            ft, gt = self.value_and_grad(xt)
+            dt = dot(gt, d)
+            if (
+                ft <= f + self.c1 * t0 * dg + f_noise
+                and abs(dt) <= -self.c2 * dg
+                and math.isfinite(ft)
+                and math.isfinite(dt)
+            ):
+                return xt, ft, gt, True, None
+            first = (ft, dt)
+        trials: dict = {} if first is None else {t0: xt}  # t -> x + t·d, handed back uncopied
+        add, value_and_grad = self.add, self.value_and_grad
+
+        def phi(t: float) -> tuple[float, float]:
+            xt = trials[t] = add(x, t, d)
+            ft, gt = value_and_grad(xt)
+            return ft, dot(gt, d)
+
+        if self.wolfe:
+            out = ls.strong_wolfe(
+                phi, f, dg, t0, f_noise=f_noise, guard_rise=guard, first=first, **self.kw
+            )
+        else:
+            out = ls.armijo(phi, f, dg, t0, f_noise=f_noise, **self.kw)
+        if not out.success and not (out.t > 0 and out.f < f):
+            failure = Status.NONFINITE if out.nonfinite else Status.LINE_SEARCH
+            return None, math.nan, None, False, failure
+        x_new = trials.get(out.t)
+        if x_new is None:
+            x_new = self.add(x, out.t, d)
+        f_new, g_new = self.value_and_grad(x_new)  # cached when x_new is the last trial
+        return x_new, f_new, g_new, out.success, None

@@ -322,7 +322,7 @@ def _torch_axpy(x: torch.Tensor, y: torch.Tensor, n: int, a: float) -> torch.Ten
     return y.add_(x, alpha=a)
 
 
-def two_loop(g, pairs, gamma, level1=None):
+def two_loop(g, pairs, gamma, level1=None, copy=True):
     """``H·g`` for the L-BFGS matrix H built from ``pairs`` [(s, y, ρ), oldest first] on
     ``H₀ = γI``: the two-loop recursion (N&W Algorithm 7.4), O(m·n).
 
@@ -346,6 +346,8 @@ def two_loop(g, pairs, gamma, level1=None):
         level1: ``(dot, axpy)`` BLAS routines (:func:`._cpu_blas.level1`) for NumPy vectors:
             then every dot product and axpy is one BLAS call (~0.3 µs, against a few µs per
             torch call); None: torch operations.
+        copy: Work on a copy of g (default); False: overwrite g (a contiguous NumPy array) with
+            the result.
 
     Example:
         >>> import torch
@@ -359,7 +361,7 @@ def two_loop(g, pairs, gamma, level1=None):
         q = g.clone()
     else:
         dot, axpy = level1  # called directly: a Python wrapper would cost as much as the call
-        q = np.array(g)  # a contiguous copy
+        q = np.array(g) if copy else g  # a contiguous copy
     alphas = []
     for s, y, rho in reversed(pairs):
         a = rho * dot(s, q)
@@ -421,8 +423,8 @@ class LBFGS:
         if not self.pairs:
             return -g
         if self._numpy:  # the NumPy path: one dtype throughout, BLAS on the arrays themselves
-            d = two_loop(g, self._views, self.gamma, self._level1)
-            return np.negative(d, out=d)
+            # H(−g) = −(H g) bit for bit (rounding is symmetric): start from −g, no copy more
+            return two_loop(np.negative(g), self._views, self.gamma, self._level1, copy=False)
         if self._level1 is None or g.dtype != self.pairs[0][0].dtype:
             return two_loop(g, list(self.pairs), self.gamma).neg_()
         if isinstance(g, np.ndarray):
@@ -431,6 +433,22 @@ class LBFGS:
         return torch.from_numpy(d).neg_()
 
     def update(self, s, y) -> None:
+        if self._numpy:  # the NumPy path: contiguous arrays of one dtype (the loop's own)
+            dot = self._level1[0]
+            sy, yy = dot(s, y), dot(y, y)
+            if not (
+                math.isfinite(sy)
+                and sy > 0.0
+                and sy > self._eps * (math.sqrt(dot(s, s)) * math.sqrt(yy))
+            ):
+                self.skipped += 1
+                return
+            if self.h0 == "last" or self.gamma is None:
+                self.gamma = sy / yy
+            pair = (s, y, 1.0 / sy)
+            self.pairs.append(pair)
+            self._views.append(pair)
+            return
         if not self.pairs:
             self._level1 = _level1(s)
             self._numpy = isinstance(s, np.ndarray) and self._level1 is not None
@@ -462,6 +480,7 @@ class LBFGS:
         self.pairs.clear()
         self._views.clear()
         self.gamma = None
+        self._numpy = False  # decided again at the next first pair
 
     def trial_step(self, k, f_prev, f, dg, gnorm2) -> float:
         if self.h0 == "first":

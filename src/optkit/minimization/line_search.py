@@ -92,6 +92,7 @@ def strong_wolfe(
     t_max: float = 1e10,
     f_noise: float = 0.0,
     guard_rise: bool = False,
+    first: tuple[float, float] | None = None,
 ) -> LineSearchResult:
     """Find t satisfying the strong Wolfe conditions (N&W Algorithms 3.5 and 3.6).
 
@@ -124,6 +125,10 @@ def strong_wolfe(
             ``dcsrch``). It helps where the first trial is a rough guess (BFGS and steepest
             descent start from the last decrease of f: Rosenbrock in 2-D takes SciPy's 39
             evaluations instead of 43); where a unit step is natural it is left off.
+        first: ``(phi(t), phi'(t))`` at the first trial ``t = min(t0, t_max)`` when the caller
+            has evaluated it already (it counts as one evaluation and is not repeated): the
+            descent loop tests the first trial itself, without calling the search, and calls
+            it only when that trial is not accepted.
 
     Returns:
         A :class:`LineSearchResult`.
@@ -134,6 +139,23 @@ def strong_wolfe(
         >>> r.success, abs(r.dphi) <= 0.9 * 6.0, r.f <= 9.0 + 1e-4 * r.t * -6.0
         (True, True, True)
     """
+    t = min(t0, t_max)
+    if first is None and max_eval >= 1:  # the common case first: one trial, accepted
+        f, d = phi(t)
+        if (
+            f <= f0 + c1 * t * dphi0 + f_noise
+            and abs(d) <= -c2 * dphi0
+            and math.isfinite(f)
+            and math.isfinite(d)
+        ):
+            return LineSearchResult(t, f, d, True, 1)
+        first = (f, d)
+    return _strong_wolfe(phi, f0, dphi0, t, first, c1, c2, max_eval, t_max, f_noise, guard_rise)
+
+
+def _strong_wolfe(phi, f0, dphi0, t, first, c1, c2, max_eval, t_max, f_noise, guard_rise):
+    """:func:`strong_wolfe` after its first trial ``first = (phi(t), phi'(t))`` (None when
+    ``max_eval < 1``): bracketing and zoom."""
     n = 0
     nonfinite = False
     best = (0.0, f0, dphi0)  # lowest phi meeting sufficient decrease
@@ -193,17 +215,20 @@ def strong_wolfe(
         return result(*best, False, "too many function evaluations in the zoom phase")
 
     t_prev, f_prev, d_prev = 0.0, f0, dphi0
-    t = min(t0, t_max)
     curvature = -c2 * dphi0
     while n < max_eval:
-        f, d = phi(t)
+        if first is not None:
+            f, d = first
+            first = None
+        else:
+            f, d = phi(t)
         n += 1
         if not (math.isfinite(f) and math.isfinite(d)):
             nonfinite = True
             return zoom(t_prev, f_prev, d_prev, t, math.inf, math.nan)
         if f > f0 + c1 * t * dphi0 + f_noise or (n > 1 and f >= f_prev):  # not armijo_ok
             return zoom(t_prev, f_prev, d_prev, t, f, d)
-        if abs(d) <= curvature:  # the common case first: one trial, accepted
+        if abs(d) <= curvature:
             return LineSearchResult(t, f, d, True, n, nonfinite)
         best = (t, f, d) if f < best[1] else best
         if d >= 0.0:

@@ -384,7 +384,9 @@ class CallableObjective(Objective):
         self._fd = jac if isinstance(jac, str) else None
         self._fd_abs, self._fd_rel = fd_abs_step, fd_rel_step
         self.numpy_flat = numpy_flat
-        self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        self._np_dtype = np.dtype(np.float32 if dtype == torch.float32 else np.float64)
+        self._flat_shape = (n,)
+        self._plain = numpy_flat and callable(jac) and self._fd is None
         self.bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def _is_cached(self, x) -> bool:
@@ -397,13 +399,32 @@ class CallableObjective(Objective):
     def value_and_grad(self, x):
         if self._x is x:  # as Objective.value_and_grad, one call less on the hot path
             return self._f, self._g
+        if self._plain:
+            return self._numpy_value_and_grad(x)
         return super().value_and_grad(x)
+
+    def _numpy_value_and_grad(self, x):
+        """The NumPy path with ``jac`` a callable: :meth:`_evaluate` and the counters in one
+        frame, the common return types (a float or NumPy scalar, a flat array of x's dtype)
+        taken without conversion. The gradient is copied (0.1 µs): a ``jac`` that fills and
+        returns one buffer would otherwise change the previous gradient, which the loop keeps."""
+        xu = self._to_user(x)
+        f, g = self._fun(xu), self._jac(xu)
+        f = float(f) if type(f) is float or type(f) is np.float64 else to_float(f)
+        if type(g) is np.ndarray and g.dtype == self._np_dtype and g.shape == self._flat_shape:
+            g = g.copy()
+        else:
+            g = self._to_flat(g, "jac", self.n)
+        self.nfev += 1
+        self.njev += 1
+        self._x, self._f, self._g = x, f, g
+        return f, g
 
     def _to_flat(self, value: Any, what: str, size: int):
         if self.numpy_flat:
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
-            a = np.asarray(value, dtype=self._np_dtype).reshape(-1)
+            a = np.array(value, dtype=self._np_dtype).reshape(-1)  # a copy: see above
             if a.size != size:
                 raise ValueError(f"{what} must return {size} values, got {a.size}")
             return a
