@@ -29,18 +29,21 @@ import scipy.linalg.blas as blas
 __all__ = ["NumpyOps", "SymmetricBLAS", "level1", "numpy_ops"]
 
 
+_LEVEL1 = {"float64": (blas.ddot, blas.daxpy), "float32": (blas.sdot, blas.saxpy)}
+_LEVEL1_BY_DTYPE: dict[Any, Any] = {}
+
+
 def level1(dtype: Any) -> tuple[Any, Any] | None:
     """``(dot, axpy)`` BLAS routines for a float32 / float64 dtype (NumPy or torch), else None.
 
     ``dot(x, y) -> float``; ``axpy(x, y, n, a)`` computes ``y ← a·x + y`` in place on a
     contiguous ``y`` and returns it.
     """
-    name = str(dtype).rsplit(".", 1)[-1]
-    if name == "float64":
-        return blas.ddot, blas.daxpy
-    if name == "float32":
-        return blas.sdot, blas.saxpy
-    return None
+    try:
+        return _LEVEL1_BY_DTYPE[dtype]
+    except KeyError:  # first use of this dtype (str() of a NumPy dtype costs ~5 µs)
+        out = _LEVEL1_BY_DTYPE[dtype] = _LEVEL1.get(str(dtype).rsplit(".", 1)[-1])
+        return out
 
 
 class NumpyOps:

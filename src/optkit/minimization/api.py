@@ -479,7 +479,12 @@ def _prepare_x0(x0: Any) -> tuple[torch.Tensor, str, tuple[int, ...]]:
             raise TypeError(f"x0 must hold real numbers, got dtype {arr.dtype}")
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
-        t = torch.from_numpy(np.array(arr, copy=True))
+        if arr.size == 0:
+            raise ValueError("x0 must have at least one element")
+        flat = arr.reshape(-1).copy()  # checked and converted in NumPy: no torch call per run
+        if not np.isfinite(flat).all():
+            raise ValueError("x0 must be finite (it contains NaN or Inf)")
+        return torch.from_numpy(flat), kind, arr.shape if arr.ndim > 0 else (1,)
     if t.numel() == 0:
         raise ValueError("x0 must have at least one element")
     if not bool(torch.isfinite(t).all()):
