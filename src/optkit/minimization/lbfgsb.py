@@ -419,29 +419,33 @@ def cauchy_point(
 def _cauchy(x, g, box: _Box, mem: CompactLBFGS):
     theta, k = mem.theta, mem.k
     lower, upper = box.lower, box.upper
-    gpos, gneg = g > 0, g < 0
-    # stuck: at a bound that the path −g pushes against, or fixed
-    stuck = box.fixed | ((x <= lower) & ~gneg) | ((x >= upper) & ~gpos)
+    # tᵢ: where variable i meets the bound ahead of it along −g; ≤ 0: it is there already
+    # (stuck, as a fixed one), inf: no bound ahead (an infinite bound gives an infinite ratio)
+    nonzero = g != 0
+    t = np.divide(x - np.where(g > 0, lower, upper), g, out=np.full_like(x, np.inf), where=nonzero)
+    stuck = t <= 0
+    if not nonzero.all():  # g = 0 at a bound (or fixed): stuck too; elsewhere free, not moving
+        stuck |= ~nonzero & ((x <= lower) | (x >= upper))
+    t[stuck] = np.inf  # the finite tᵢ: the breakpoints of the free variables
     free = ~stuck
     d = np.where(stuck, 0.0, -g)
-    has_bp = free & ((box.has_l & gpos) | (box.has_u & gneg))
-    idx = np.flatnonzero(has_bp)
-    nb = idx.size
-    # variables moving along −g with no bound ahead: the path ends in a ray
-    bnded = not (free & (gpos | gneg) & ~has_bp).any()
-    zero2k = np.zeros(2 * k, x.dtype)
-    if nb == 0 and bnded:
-        return x.copy(), zero2k, free
     dd = float(d @ d)
+    zero2k = np.zeros(2 * k, x.dtype)
+    if dd == 0.0:  # nothing moves along the path
+        return x.copy(), zero2k, free
     f2_org = theta * dd
     M = mem.M
     p0 = mem.Wt @ d if k else zero2k
-    if nb == 0:
-        f2 = f2_org - float(p0 @ (M @ p0)) if k else f2_org
-        dtm = max(dd / f2, 0.0)
+    f2 = f2_org - float(p0 @ (M @ p0)) if k else f2_org
+    dtm = dd / f2  # the model's minimizer on the first segment (f′₀ = −‖d‖²)
+    if dtm < float(t.min()):  # before the first breakpoint (or there is none)
+        dtm = max(dtm, 0.0)
         return x + dtm * d, dtm * p0, free
-    gb = g[idx]
-    tb = (x[idx] - np.where(gb > 0, lower[idx], upper[idx])) / gb  # breakpoints
+    # variables moving along −g with no bound ahead: the path ends in a ray
+    bnded = not (free & nonzero & (t == np.inf)).any()
+    idx = np.flatnonzero(t < np.inf)
+    nb = idx.size
+    tb = t[idx]
     order = np.argsort(tb, kind="stable")
     idx = idx[order]
     tj = np.zeros(nb + 1, x.dtype)  # t_0 = 0, t_1 … t_K
