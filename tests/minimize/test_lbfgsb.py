@@ -458,3 +458,89 @@ def test_more_thuente_accepts_only_steps_meeting_both_conditions(seed, t0, gtol)
     assert f <= 1e-3 * ls.stp * g0
     if task == "converged":
         assert abs(g) <= gtol * abs(g0)
+
+
+# --- NumPy and torch callers: one iteration -------------------------------------------------------
+def test_torch_and_numpy_callers_get_identical_iterates():
+    # the iteration is NumPy for both; a torch x0 only changes where f is evaluated
+    from scipy.optimize import rosen as np_rosen
+    from scipy.optimize import rosen_der
+
+    from optkit.minimization.objective import CallableObjective
+
+    n, pairs = 6, [(-0.5, 0.8), (None, None)] * 3
+    x0 = rosen_start(n)
+    lo, hi = bounds_of(pairs)
+    seen = {"numpy": [], "torch": []}
+
+    def record(kind):
+        return lambda intermediate_result: seen[kind].append(intermediate_result.x)
+
+    def numpy_objective():
+        return CallableObjective(
+            np_rosen, rosen_der, None, None, lambda v: v.copy(), n, F64, "cpu", numpy_flat=True
+        )
+
+    res_np = minimize_lbfgsb(
+        numpy_objective(), x0, lo.numpy(), hi.numpy(), callback=record("numpy")
+    )
+    res_t = minimize_lbfgsb(
+        objective_of(rosen, n), torch.tensor(x0), lo, hi, callback=record("torch")
+    )
+    assert isinstance(res_np.x, np.ndarray) and isinstance(res_t.x, torch.Tensor)
+    assert isinstance(res_np.hess_inv.todense(), np.ndarray)
+    assert isinstance(res_t.hess_inv.todense(), torch.Tensor)
+    assert (res_np.nit, res_np.nfev, res_np.status) == (res_t.nit, res_t.nfev, res_t.status)
+    assert len(seen["numpy"]) == len(seen["torch"]) == res_np.nit
+    for a, b in zip(seen["numpy"], seen["torch"]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res_np.x, res_t.x.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_device_copies_path_equals_the_zero_copy_path(dtype):
+    # _copy_device=True copies x to the objective and g back on every evaluation, as for a CUDA
+    # x0: the iterates must not depend on the views the CPU path shares
+    x0 = torch.tensor(rosen_start(5), dtype=dtype)
+    lo, hi = (t.to(dtype) for t in bounds_of([(-0.5, 0.8)] * 5))
+    runs = []
+    for copy in (False, True):
+        seen = []
+        res = minimize_lbfgsb(
+            objective_of(rosen, 5, dtype),
+            x0,
+            lo,
+            hi,
+            callback=lambda intermediate_result, seen=seen: seen.append(intermediate_result.x),
+            _copy_device=copy,
+        )
+        runs.append((res, seen))
+    (a, seen_a), (b, seen_b) = runs
+    assert a.x.dtype == b.x.dtype == dtype and a.success and b.success
+    assert (a.nit, a.nfev) == (b.nit, b.nfev)
+    for u, v in zip(seen_a, seen_b):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+    assert not x0.isnan().any() and x0[0] == -1.2  # x0 is never written
+
+
+def test_hess_inv_from_numpy_pairs_computes_in_numpy():
+    rng = np.random.default_rng(3)
+    S = rng.standard_normal((3, 5))
+    Y = S * 2.0 + 0.1 * rng.standard_normal((3, 5))
+    op_np = LbfgsInvHessProduct(S, Y, 0.7)
+    op_t = LbfgsInvHessProduct(torch.from_numpy(S), torch.from_numpy(Y), 0.7)
+    assert isinstance(op_np.sk, np.ndarray) and isinstance(op_t.sk, torch.Tensor)
+    assert repr(op_np) == repr(op_t) == "<5x5 LbfgsInvHessProduct with dtype=float64>"
+    v, V = rng.standard_normal(5), rng.standard_normal((5, 2))
+    for op in (op_np, op_t):
+        assert isinstance(op @ v, np.ndarray) and isinstance(op @ torch.from_numpy(v), torch.Tensor)
+        np.testing.assert_allclose(op @ v, op_t.todense().numpy() @ v, rtol=1e-12)
+        np.testing.assert_allclose(op.matmat(V), op_t.todense().numpy() @ V, rtol=1e-12)
+        torch.testing.assert_close(op(torch.from_numpy(v)), torch.from_numpy(op_np @ v))
+        assert (op @ v.reshape(5, 1)).shape == (5, 1)
+    assert isinstance(op_np.todense(), torch.Tensor)  # todense: a tensor unless numpy=True
+    assert isinstance(LbfgsInvHessProduct(S, Y, numpy=True).todense(), np.ndarray)
+    assert isinstance(LbfgsInvHessProduct(torch.from_numpy(S), Y, numpy=True).sk, np.ndarray)
+    f32 = LbfgsInvHessProduct(S.astype(np.float32), Y.astype(np.float32))
+    assert (f32 @ v).dtype == np.float32 and f32.dtype == torch.float32
