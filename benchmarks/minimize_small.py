@@ -5,11 +5,16 @@ The question: is optkit at least as fast as SciPy where SciPy is at home — a N
 once in NumPy (f and ∇f as separate callables, ``jac=callable``) and both libraries run with
 their defaults (gtol = 1e-5, default line searches, default stopping tests), the whole
 ``minimize`` call timed. Pairings: optkit BFGS / SciPy BFGS, optkit L-BFGS-B / SciPy L-BFGS-B
-and optkit's own lbfgs / SciPy L-BFGS-B.
+and optkit's own lbfgs / SciPy L-BFGS-B; a fourth, optkit L-BFGS-B / SciPy L-BFGS-B with the
+same bounds, runs its own problems (BOUNDED).
 
 Problems: Rosenbrock n = 2, 5, 10, 20, 50 (the tutorial's start for n = 5, [-1.2, 1, ...]
 otherwise), convex quadratics ½xᵀAx − bᵀx with κ = 100, n = 20, 50, 100, 200, and an
-L2-regularized logistic regression (200 samples, 10 and 20 features).
+L2-regularized logistic regression (200 samples, 10 and 20 features). Bounded: Rosenbrock
+n = 2, 5, 10, 20, 50 with [-2, 0.8] on every coordinate (active at the solution) and on every
+other one (None elsewhere), box-constrained quadratics (κ = 100, n = 20 … 200, box [-0.5, 0.5],
+active), nonnegative least squares (100 × 20, 200 × 50) and the logistic regression of 20
+features with its weights boxed in [-0.2, 0.2].
 
 Timing: ``--rounds`` interleaved rounds (each round runs every problem and pairing once, the
 two libraries in alternating order); per problem the median over rounds; the ratio optkit /
@@ -87,13 +92,50 @@ PROBLEMS = [
 ]
 
 
+def nnls(m, n, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    b = A @ rng.standard_normal(n) + 0.1 * rng.standard_normal(m)  # ~half the signs negative
+
+    def f(x):
+        r = A @ x - b
+        return 0.5 * r @ r
+
+    def g(x):
+        return A.T @ (A @ x - b)
+
+    return f"nnls {m}x{n}", f, g, np.ones(n), [(0.0, None)] * n
+
+
+def bounded(problem, pairs, label):
+    name, f, g, x0 = problem
+    return f"{name} {label}", f, g, x0, pairs
+
+
+BOUNDED = [
+    *(bounded(rosenbrock(n), [(-2.0, 0.8)] * n, "all") for n in (2, 5, 10, 20, 50)),
+    *(
+        bounded(
+            rosenbrock(n), [(-2.0, 0.8) if i % 2 == 0 else (None, None) for i in range(n)], "half"
+        )
+        for n in (2, 5, 10, 20, 50)
+    ),
+    *(bounded(quadratic(n), [(-0.5, 0.5)] * n, "box") for n in (20, 50, 100, 200)),
+    nnls(100, 20),
+    nnls(200, 50),
+    bounded(logistic(20), [(-0.2, 0.2)] * 20, "box"),
+]
+BOUNDED_PAIR = ("L-BFGS-B bounds", "L-BFGS-B")
+
+
 CLOCK = {"cpu": time.thread_time, "wall": time.perf_counter}
 
 
-def run(lib, method, fun, jac, x0, clock=time.thread_time):
+def run(lib, method, fun, jac, x0, clock=time.thread_time, bounds=None):
     minimize = optkit.minimize if lib == "optkit" else so.minimize
+    method = method.removesuffix(" bounds")
     t = clock()
-    r = minimize(fun, x0, method=method, jac=jac)
+    r = minimize(fun, x0, method=method, jac=jac, bounds=bounds)
     return clock() - t, int(r.nfev), float(r.fun), bool(r.success)
 
 
@@ -118,6 +160,13 @@ def main() -> None:
                         sec, nfev, f, ok = run(lib, method, fun, jac, x0, clock)
                         times.setdefault((name, ours, lib), []).append(sec)
                         info[name, ours, lib] = (nfev, f, ok)
+            ours, theirs = BOUNDED_PAIR
+            for name, fun, jac, x0, pairs in BOUNDED:
+                order = [("optkit", ours), ("scipy", theirs)]
+                for lib, method in order if r % 2 == 0 else order[::-1]:
+                    sec, nfev, f, ok = run(lib, method, fun, jac, x0, clock, pairs)
+                    times.setdefault((name, ours, lib), []).append(sec)
+                    info[name, ours, lib] = (nfev, f, ok)
     load = os.getloadavg()
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
@@ -125,14 +174,14 @@ def main() -> None:
         f"{scipy.__version__}, optkit {optkit.__version__}; {args.clock} time, medians of "
         f"{args.rounds} interleaved rounds, BLAS single-threaded\n"
     )
-    for ours, theirs in PAIRS:
+    for (ours, theirs), problems in [*((p, PROBLEMS) for p in PAIRS), (BOUNDED_PAIR, BOUNDED)]:
         print(f"optkit {ours} vs SciPy {theirs}")
         print(
             f"  {'problem':22s} {'optkit ms':>10s} {'SciPy ms':>9s} {'time ratio':>10s} "
             f"{'nfev':>9s} {'nfev ratio':>10s}  f optkit / SciPy"
         )
         t_ratios, n_ratios = [], []
-        for name, *_ in PROBLEMS:
+        for name, *_ in problems:
             a = statistics.median(times[name, ours, "optkit"])
             b = statistics.median(times[name, ours, "scipy"])
             (na, fa, oka), (nb, fb, okb) = info[name, ours, "optkit"], info[name, ours, "scipy"]

@@ -272,13 +272,13 @@ def test_result_satisfies_kkt(seed, n):
 
 
 def random_memory(rng, n, k):
-    """A CompactLBFGS holding k pairs with yᵢ = A sᵢ (sᵢᵀyᵢ > 0), and A."""
+    """A CompactLBFGS (NumPy) holding k pairs with yᵢ = A sᵢ (sᵢᵀyᵢ > 0), and A."""
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    A = torch.from_numpy((Q * np.logspace(0, 1.5, n)) @ Q.T)
+    A = (Q * np.logspace(0, 1.5, n)) @ Q.T
     A = 0.5 * (A + A.T)
-    mem = CompactLBFGS(n, max(k, 1), F64, torch.device("cpu"))
+    mem = CompactLBFGS(n, max(k, 1), np.float64)
     for _ in range(k):
-        s = torch.from_numpy(rng.standard_normal(n))
+        s = rng.standard_normal(n)
         y = A @ s
         assert mem.update(s, y, float(s @ y), float(s @ s), float(y @ y))
     return mem
@@ -286,10 +286,10 @@ def random_memory(rng, n, k):
 
 def explicit_bfgs(mem):
     """B from B₀ = θI and the BFGS update B₊ = B − Bssᵀ B / sᵀBs + yyᵀ / yᵀs, oldest pair first."""
-    B = mem.theta * torch.eye(mem.n, dtype=F64)
+    B = mem.theta * np.eye(mem.n)
     for s, y in zip(mem.S, mem.Y):
         Bs = B @ s
-        B = B - torch.outer(Bs, Bs) / (s @ Bs) + torch.outer(y, y) / (y @ s)
+        B = B - np.outer(Bs, Bs) / (s @ Bs) + np.outer(y, y) / (y @ s)
     return B
 
 
@@ -298,12 +298,13 @@ def explicit_bfgs(mem):
 def test_compact_representation_equals_explicit_bfgs(seed, n, m):
     rng = np.random.default_rng(seed)
     mem = random_memory(rng, n, m + 2)  # m + 2 pairs through a memory of m: the oldest dropped
-    mem2 = CompactLBFGS(n, m, F64, torch.device("cpu"))
+    mem2 = CompactLBFGS(n, m, np.float64)
     for s, y in zip(mem.S, mem.Y):
         assert mem2.update(s, y, float(s @ y), float(s @ s), float(y @ y))
     assert mem2.k == m
     B = explicit_bfgs(mem2)
-    torch.testing.assert_close(mem2.dense(), B, rtol=1e-10, atol=1e-10 * float(B.abs().max()))
+    np.testing.assert_allclose(mem2.dense(), B, rtol=1e-10, atol=1e-10 * float(np.abs(B).max()))
+    np.testing.assert_allclose(mem2.SY, np.tril(mem2.S @ mem2.Y.T), rtol=1e-12, atol=1e-12)
 
 
 @PROPS
@@ -326,11 +327,11 @@ def test_hess_inv_is_the_explicit_two_loop_matrix(seed, n, k):
     torch.testing.assert_close(op.todense(), torch.from_numpy(H), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(op(torch.from_numpy(v)), torch.from_numpy(H @ v))
     if k:  # the inverse of the compact B when started from 1/θ
-        mem = CompactLBFGS(n, k, F64, torch.device("cpu"))
-        for s, y in zip(torch.from_numpy(S), torch.from_numpy(Y)):
+        mem = CompactLBFGS(n, k, np.float64)
+        for s, y in zip(S, Y):
             mem.update(s, y, float(s @ y), float(s @ s), float(y @ y))
-        Hb = LbfgsInvHessProduct(mem.S, mem.Y, h0=1.0 / mem.theta).todense()
-        torch.testing.assert_close(Hb @ mem.dense(), torch.eye(n, dtype=F64), rtol=0, atol=1e-8)
+        Hb = LbfgsInvHessProduct(mem.S, mem.Y, h0=1.0 / mem.theta, numpy=True).todense()
+        np.testing.assert_allclose(Hb @ mem.dense(), np.eye(n), rtol=0, atol=1e-8)
 
 
 def test_hess_inv_matches_scipy_before_the_memory_wraps():
@@ -378,12 +379,13 @@ def test_cauchy_point_minimizes_the_model_along_the_projected_path(seed, n, k):
     at = rng.random(n) < 0.2  # some variables start at a bound
     x[at] = torch.where(torch.isfinite(lo[at]), lo[at], x[at])
     g = torch.from_numpy(rng.standard_normal(n) * 3)
-    B = mem.dense()
-    xc, c, free = cauchy_point(x, g, lo, hi, mem)
+    B = torch.from_numpy(mem.dense())
+    xc, c, free = cauchy_point(x.numpy(), g.numpy(), lo.numpy(), hi.numpy(), mem)
+    xc, c, free = torch.from_numpy(xc), torch.from_numpy(c), torch.from_numpy(free)
     ref = brute_force_gcp(x, g, lo, hi, B)
     torch.testing.assert_close(xc, ref, rtol=1e-10, atol=1e-10)
     if k:
-        torch.testing.assert_close(c, mem.Wt @ (xc - x), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(c, torch.from_numpy(mem.Wt) @ (xc - x), rtol=1e-9, atol=1e-9)
     assert not bool(free[(lo == hi)].any())
 
     def model(z):
@@ -459,3 +461,89 @@ def test_more_thuente_accepts_only_steps_meeting_both_conditions(seed, t0, gtol)
     assert f <= 1e-3 * ls.stp * g0
     if task == "converged":
         assert abs(g) <= gtol * abs(g0)
+
+
+# --- NumPy and torch callers: one iteration -------------------------------------------------------
+def test_torch_and_numpy_callers_get_identical_iterates():
+    # the iteration is NumPy for both; a torch x0 only changes where f is evaluated
+    from scipy.optimize import rosen as np_rosen
+    from scipy.optimize import rosen_der
+
+    from optkit.minimization.objective import CallableObjective
+
+    n, pairs = 6, [(-0.5, 0.8), (None, None)] * 3
+    x0 = rosen_start(n)
+    lo, hi = bounds_of(pairs)
+    seen = {"numpy": [], "torch": []}
+
+    def record(kind):
+        return lambda intermediate_result: seen[kind].append(intermediate_result.x)
+
+    def numpy_objective():
+        return CallableObjective(
+            np_rosen, rosen_der, None, None, lambda v: v.copy(), n, F64, "cpu", numpy_flat=True
+        )
+
+    res_np = minimize_lbfgsb(
+        numpy_objective(), x0, lo.numpy(), hi.numpy(), callback=record("numpy")
+    )
+    res_t = minimize_lbfgsb(
+        objective_of(rosen, n), torch.tensor(x0), lo, hi, callback=record("torch")
+    )
+    assert isinstance(res_np.x, np.ndarray) and isinstance(res_t.x, torch.Tensor)
+    assert isinstance(res_np.hess_inv.todense(), np.ndarray)
+    assert isinstance(res_t.hess_inv.todense(), torch.Tensor)
+    assert (res_np.nit, res_np.nfev, res_np.status) == (res_t.nit, res_t.nfev, res_t.status)
+    assert len(seen["numpy"]) == len(seen["torch"]) == res_np.nit
+    for a, b in zip(seen["numpy"], seen["torch"]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res_np.x, res_t.x.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_device_copies_path_equals_the_zero_copy_path(dtype):
+    # _copy_device=True copies x to the objective and g back on every evaluation, as for a CUDA
+    # x0: the iterates must not depend on the views the CPU path shares
+    x0 = torch.tensor(rosen_start(5), dtype=dtype)
+    lo, hi = (t.to(dtype) for t in bounds_of([(-0.5, 0.8)] * 5))
+    runs = []
+    for copy in (False, True):
+        seen = []
+        res = minimize_lbfgsb(
+            objective_of(rosen, 5, dtype),
+            x0,
+            lo,
+            hi,
+            callback=lambda intermediate_result, seen=seen: seen.append(intermediate_result.x),
+            _copy_device=copy,
+        )
+        runs.append((res, seen))
+    (a, seen_a), (b, seen_b) = runs
+    assert a.x.dtype == b.x.dtype == dtype and a.success and b.success
+    assert (a.nit, a.nfev) == (b.nit, b.nfev)
+    for u, v in zip(seen_a, seen_b):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=0)
+    assert not x0.isnan().any() and x0[0] == -1.2  # x0 is never written
+
+
+def test_hess_inv_from_numpy_pairs_computes_in_numpy():
+    rng = np.random.default_rng(3)
+    S = rng.standard_normal((3, 5))
+    Y = S * 2.0 + 0.1 * rng.standard_normal((3, 5))
+    op_np = LbfgsInvHessProduct(S, Y, 0.7)
+    op_t = LbfgsInvHessProduct(torch.from_numpy(S), torch.from_numpy(Y), 0.7)
+    assert isinstance(op_np.sk, np.ndarray) and isinstance(op_t.sk, torch.Tensor)
+    assert repr(op_np) == repr(op_t) == "<5x5 LbfgsInvHessProduct with dtype=float64>"
+    v, V = rng.standard_normal(5), rng.standard_normal((5, 2))
+    for op in (op_np, op_t):
+        assert isinstance(op @ v, np.ndarray) and isinstance(op @ torch.from_numpy(v), torch.Tensor)
+        np.testing.assert_allclose(op @ v, op_t.todense().numpy() @ v, rtol=1e-12)
+        np.testing.assert_allclose(op.matmat(V), op_t.todense().numpy() @ V, rtol=1e-12)
+        torch.testing.assert_close(op(torch.from_numpy(v)), torch.from_numpy(op_np @ v))
+        assert (op @ v.reshape(5, 1)).shape == (5, 1)
+    assert isinstance(op_np.todense(), torch.Tensor)  # todense: a tensor unless numpy=True
+    assert isinstance(LbfgsInvHessProduct(S, Y, numpy=True).todense(), np.ndarray)
+    assert isinstance(LbfgsInvHessProduct(torch.from_numpy(S), Y, numpy=True).sk, np.ndarray)
+    f32 = LbfgsInvHessProduct(S.astype(np.float32), Y.astype(np.float32))
+    assert (f32 @ v).dtype == np.float32 and f32.dtype == torch.float32

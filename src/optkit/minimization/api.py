@@ -718,11 +718,10 @@ def _run_bounded(objective, x0, bounds, o, report) -> LoopResult:
             "method='L-BFGS-B' with bounds needs optkit.minimization.lbfgsb, which is missing "
             "from this installation"
         ) from exc
-    lower, upper = bounds
+    lower, upper = (b.cpu().numpy() for b in bounds)  # the iteration runs in NumPy
     if isinstance(objective, CallableObjective):  # finite differences stay inside the box
-        objective.bounds = (lower.cpu().numpy(), upper.cpu().numpy())
-    x0 = torch.clamp(x0, lower, upper)  # SciPy starts from x0 clipped to the box
-    stopped = []
+        objective.bounds = (lower, upper)
+    stopped = []  # (minimize_lbfgsb starts from x0 clipped to the box, as SciPy)
     step = [0]
 
     def callback(intermediate_result):
@@ -863,10 +862,7 @@ def minimize(
     fun_a, jac_a = _with_args(fun, args), _with_args(jac, args)
     hess_a, hessp_a = _with_args(hess, args), _with_args(hessp, args, 1)
     numpy_flat = (
-        kind == "numpy"
-        and spec.numpy_path
-        and box is None
-        and x0_flat.dtype in (torch.float32, torch.float64)
+        kind == "numpy" and spec.numpy_path and x0_flat.dtype in (torch.float32, torch.float64)
     )
     objective = _objective(fun_a, jac_a, hess_a, hessp_a, spec, o, x0_flat, kind, shape, numpy_flat)
     to_user = _converter(kind, shape)

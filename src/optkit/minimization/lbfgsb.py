@@ -1,4 +1,4 @@
-"""L-BFGS-B: limited-memory BFGS for bound-constrained problems, on torch.
+"""L-BFGS-B: limited-memory BFGS for bound-constrained problems, in NumPy.
 
 Solves ``min f(x)`` subject to ``l ≤ x ≤ u`` (componentwise; ``lᵢ = −∞`` or ``uᵢ = +∞`` where a
 variable has no bound) by the method of Byrd, Lu, Nocedal & Zhu (1995), the algorithm of SciPy's
@@ -57,6 +57,20 @@ gradient ``max |proj gᵢ| ≤ gtol`` with proj gᵢ = clip(gᵢ, xᵢ − uᵢ,
 relative reduction ``(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ftol`` (status 0). The
 projected-gradient test also runs at x0.
 
+**Where it runs.** The iteration is NumPy on the CPU, whatever x0 is; the objective is
+evaluated where x0 lives. A NumPy x0 means an objective of NumPy vectors (the NumPy path of
+:func:`optkit.minimize`: no torch call in the run). A torch x0 means an objective of tensors:
+on the CPU, x and g cross as zero-copy views (``torch.from_numpy``, ``.numpy()``); on another
+device (CUDA), each evaluation copies x (n values) to the device and g back, one transfer and
+one synchronization each way (tens of µs), and the result comes back as tensors on x0's device.
+Why not torch on the device, or an array-namespace adapter: an iteration is ~100 operations on
+n-vectors and k × k matrices, most of them branching on a scalar (``any``, a comparison, a
+minimum), so its cost is per operation, not per flop — ~0.3 µs in NumPy, 3–10 µs in torch on the
+CPU, a kernel launch plus a synchronization on a GPU. The objective's forward and backward pass
+already costs more than the two transfers; the arithmetic moved to the host is O(m·n) per
+iteration, which a GPU would only win at n in the millions. One implementation serves every
+device, and each device pays for its copies in one place (:class:`_Bridge`).
+
 References:
     R. H. Byrd, P. Lu, J. Nocedal and C. Zhu, "A limited memory algorithm for bound
     constrained optimization", SIAM J. Sci. Comput. 16(5), 1190–1208 (1995). (BLNZ)
@@ -80,8 +94,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
+from scipy.linalg.lapack import get_lapack_funcs
 
 from .more_thuente import MoreThuente
 from .result import OptimizeResult, Status
@@ -101,6 +115,27 @@ MESSAGES = {
 
 _BIG_STEP = 1e10  # L-BFGS-B's step cap without bounds
 
+# torch's dtype of a NumPy dtype, without a torch call (``LbfgsInvHessProduct.dtype``)
+_TORCH_DTYPE = {
+    np.dtype(np.float64): torch.float64,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.float16): torch.float16,
+}
+
+
+def _host(a: Any) -> np.ndarray:
+    """A tensor (any device) or array-like as a NumPy array; a CPU tensor as a view."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _np_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of a NumPy or torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    return np.dtype(dtype)
+
 
 # --- the inverse-Hessian operator -----------------------------------------------------------------
 class LbfgsInvHessProduct:
@@ -114,47 +149,64 @@ class LbfgsInvHessProduct:
         r = h0·q; for i = 1 … k:  βᵢ = ρᵢ yᵢᵀr,  r = r + (αᵢ − βᵢ) sᵢ
 
     Args:
-        sk: ``(n_corrs, n)`` tensor (or array) of steps sᵢ, oldest first.
+        sk: ``(n_corrs, n)`` array (or tensor) of steps sᵢ, oldest first.
         yk: ``(n_corrs, n)`` gradient differences yᵢ.
         h0: Scale of the initial matrix H₀ = h0·I.
+        numpy: Keep the pairs as NumPy arrays (tensors given are copied to the host) and
+            return ``todense()`` as an array.
 
     Attributes:
         shape: ``(n, n)``. dtype: the torch dtype of the pairs. sk, yk, rho, n_corrs.
 
+    The pairs are stored as given: NumPy arrays (or lists, or ``numpy=True``) in NumPy, and the
+    products are then NumPy arithmetic (no torch call); tensors as tensors on their device.
     Products accept a torch tensor or a NumPy array / list, of shape ``(n,)``, ``(n, 1)`` or
-    ``(n, p)``, and return the same kind (NumPy in, NumPy out). ``todense()`` returns a tensor,
-    or an array when the operator was built with ``numpy=True``.
+    ``(n, p)``, and return the same kind (NumPy in, NumPy out; a tensor in, a tensor out on the
+    input's device). ``todense()`` returns a tensor, or an array when ``numpy`` is set.
 
     Example:
-        >>> import torch
-        >>> s = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-        >>> y = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
-        >>> H = LbfgsInvHessProduct(s, y)
+        >>> import numpy as np
+        >>> H = LbfgsInvHessProduct(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]]))
         >>> H.todense().tolist()
         [[0.5, 0.0], [0.0, 1.0]]
         >>> (H @ [1.0, 1.0]).tolist()
         [0.5, 1.0]
+        >>> import torch
+        >>> H @ torch.tensor([1.0, 1.0], dtype=torch.float64)
+        tensor([0.5000, 1.0000], dtype=torch.float64)
     """
 
     def __init__(self, sk: Any, yk: Any, h0: float = 1.0, *, numpy: bool = False) -> None:
-        sk, yk = torch.as_tensor(sk), torch.as_tensor(yk)
+        on_torch = isinstance(sk, torch.Tensor) and not numpy
+        if on_torch:
+            yk = torch.as_tensor(yk)
+        else:
+            sk, yk = _host(sk), _host(yk)
         if sk.shape != yk.shape or sk.ndim != 2:
             raise ValueError(
                 f"sk and yk must have matching shape (n_corrs, n), got {tuple(sk.shape)} and "
                 f"{tuple(yk.shape)}"
             )
-        if not sk.is_floating_point():
-            sk, yk = sk.double(), yk.double()
-        self.sk, self.yk = sk, yk.to(sk)
+        if on_torch:
+            if not sk.is_floating_point():
+                sk, yk = sk.double(), yk.double()
+            yk = yk.to(sk)
+            self.dtype = sk.dtype
+        else:
+            if sk.dtype.kind != "f":
+                sk = sk.astype(np.float64)
+            yk = yk.astype(sk.dtype, copy=False)
+            self.dtype = _TORCH_DTYPE.get(sk.dtype, torch.float64)
+        self.sk, self.yk = sk, yk
         self.n_corrs, n = sk.shape
         self.shape = (n, n)
-        self.dtype = sk.dtype
         self.h0 = float(h0)
-        self.rho = 1.0 / (sk * self.yk).sum(1)
+        self.rho = 1.0 / (sk * yk).sum(1)
         self.numpy = numpy
+        self._on_torch = on_torch
 
-    def _apply(self, Q: torch.Tensor) -> torch.Tensor:
-        """Two-loop recursion on the columns of ``Q`` (n × p)."""
+    def _apply(self, Q: Any) -> Any:
+        """Two-loop recursion on the columns of ``Q`` (n × p), in the pairs' kind."""
         s, y, rho = self.sk, self.yk, self.rho
         alpha = []
         for i in range(self.n_corrs - 1, -1, -1):
@@ -167,25 +219,30 @@ class LbfgsInvHessProduct:
             R = R + s[i][:, None] * (a - b)
         return R
 
+    def _operand(self, X: Any) -> tuple[Any, Callable[[Any], Any]]:
+        """``X`` in the pairs' kind, and the map of a result back to ``X``'s kind."""
+        is_t = isinstance(X, torch.Tensor)
+        if self._on_torch:
+            T = torch.as_tensor(X if is_t else np.asarray(X)).to(self.sk)
+            return T, (lambda R: R) if is_t else (lambda R: R.cpu().numpy())
+        A = np.asarray(_host(X) if is_t else X, dtype=self.sk.dtype)
+        return A, (lambda R: torch.from_numpy(R).to(X.device)) if is_t else (lambda R: R)
+
     def matmat(self, X: Any) -> Any:
         """``H X`` for an ``(n, p)`` matrix."""
-        is_np = not isinstance(X, torch.Tensor)
-        T = torch.as_tensor(np.asarray(X) if is_np else X).to(self.sk)
-        if T.ndim != 2 or T.shape[0] != self.shape[0]:
-            raise ValueError(f"expected shape ({self.shape[0]}, p), got {tuple(T.shape)}")
-        R = self._apply(T)
-        return R.cpu().numpy() if is_np else R
+        A, back = self._operand(X)
+        if A.ndim != 2 or A.shape[0] != self.shape[0]:
+            raise ValueError(f"expected shape ({self.shape[0]}, p), got {tuple(A.shape)}")
+        return back(self._apply(A))
 
     def matvec(self, v: Any) -> Any:
         """``H v`` for a vector of shape ``(n,)`` or ``(n, 1)`` (the shape is kept)."""
-        is_np = not isinstance(v, torch.Tensor)
-        t = torch.as_tensor(np.asarray(v) if is_np else v).to(self.sk)
-        if t.shape not in ((self.shape[0],), (self.shape[0], 1)):
+        a, back = self._operand(v)
+        if tuple(a.shape) not in ((self.shape[0],), (self.shape[0], 1)):
             raise ValueError(
-                f"expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(t.shape)}"
+                f"expected shape ({self.shape[0]},) or ({self.shape[0]}, 1), got {tuple(a.shape)}"
             )
-        r = self._apply(t.reshape(-1, 1)).reshape(t.shape)
-        return r.cpu().numpy() if is_np else r
+        return back(self._apply(a.reshape(-1, 1)).reshape(a.shape))
 
     rmatvec = matvec  # H is symmetric
 
@@ -199,9 +256,12 @@ class LbfgsInvHessProduct:
 
     def todense(self) -> Any:
         """The dense ``n × n`` matrix H."""
-        eye = torch.eye(self.shape[0], dtype=self.dtype, device=self.sk.device)
-        H = self._apply(eye)
-        return H.cpu().numpy() if self.numpy else H
+        n = self.shape[0]
+        if self._on_torch:
+            H = self._apply(torch.eye(n, dtype=self.dtype, device=self.sk.device))
+            return H.cpu().numpy() if self.numpy else H
+        H = self._apply(np.eye(n, dtype=self.sk.dtype))
+        return H if self.numpy else torch.from_numpy(H)
 
     @property
     def T(self) -> LbfgsInvHessProduct:
@@ -216,179 +276,201 @@ class LbfgsInvHessProduct:
 
 
 # --- the compact representation ------------------------------------------------------------------
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for matrices; on the CPU through NumPy views (no copy), since torch's CPU GEMM
-    enters its thread pool even for 10 × 10 products, which costs milliseconds on a loaded
-    machine; elsewhere torch's."""
-    if a.device.type == "cpu":
-        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
-    return a @ b
-
-
-def _small(t: torch.Tensor) -> np.ndarray:
-    """A k-sized tensor as a NumPy array on the CPU, where the 2k × 2k algebra runs."""
-    return t.detach().cpu().numpy()
-
-
 class CompactLBFGS:
     """The last ``m`` curvature pairs and B = θI − W M Wᵀ (module docstring, BNS94 eq. 3.2).
 
-    The n-sized data (S, Y, W) stay tensors on x's device; the k × k matrices (SᵀY, SᵀS, the
-    factor of T, M) are small NumPy arrays on the CPU.
+    NumPy arrays in preallocated buffers (the views below are refreshed by each update): when
+    the memory is full the pairs shift by one row, so they stay oldest first and contiguous.
+
+    Args:
+        n: Number of variables.
+        m: Memory, the most pairs kept.
+        dtype: NumPy (or torch) float dtype of the pairs.
 
     Attributes:
-        S, Y: ``(k, n)`` pairs, oldest first. Wt: Wᵀ = [Y; θS] (2k × n).
-        SY: ``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j (the lower part is what B needs). SS: ``SᵀS``.
-        theta: θ. M: the ``2k × 2k`` middle matrix (NumPy), M_t: the same on x's device.
+        S, Y: ``(k, n)`` pairs, oldest first. Wt: Wᵀ = [Y; θS] (2k × n); YS: [Y; S].
+        D: ``D[i] = sᵢᵀyᵢ``. L: ``L[i, j] = sᵢᵀyⱼ`` for i > j, else 0. SS: ``SᵀS``.
+        theta: θ. M: the ``2k × 2k`` middle matrix.
     """
 
-    def __init__(self, n: int, m: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.n, self.m, self.dtype, self.device = n, m, dtype, device
-        self.np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    def __init__(self, n: int, m: int, dtype: Any = np.float64) -> None:
+        self.n, self.m = n, m
+        self.dtype = dt = _np_dtype(dtype)
+        self._potrf, self._potrs, self._trtri = get_lapack_funcs(
+            ("potrf", "potrs", "trtri"), dtype=dt
+        )
+        self._S, self._Y = np.zeros((m, n), dt), np.zeros((m, n), dt)
+        self._Wt, self._YS = np.zeros((2 * m, n), dt), np.zeros((2 * m, n), dt)
+        self._L, self._SS = np.zeros((m, m), dt), np.zeros((m, m), dt)
+        self._D = np.zeros(m, dt)
         self.reset()
 
     def reset(self) -> None:
         """Forget every pair: B = I."""
-        z = torch.zeros(0, self.n, dtype=self.dtype, device=self.device)
-        self.S, self.Y, self.Wt = z, z.clone(), z.clone()
-        self.SY = np.zeros((0, 0), dtype=self.np_dtype)
-        self.SS = self.SY.copy()
+        self.k = 0
         self.theta = 1.0
-        self.M = np.zeros((0, 0), dtype=self.np_dtype)
-        self.M_t = torch.zeros(0, 0, dtype=self.dtype, device=self.device)
+        self._views()
+        self.M = np.zeros((0, 0), self.dtype)
+
+    def _views(self) -> None:
+        k = self.k
+        self.S, self.Y, self.D = self._S[:k], self._Y[:k], self._D[:k]
+        self.L, self.SS = self._L[:k, :k], self._SS[:k, :k]
+        self.Wt, self.YS = self._Wt[: 2 * k], self._YS[: 2 * k]
 
     @property
-    def k(self) -> int:
-        return self.S.shape[0]
+    def SY(self) -> np.ndarray:
+        """``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j, 0 above the diagonal (the part B needs)."""
+        return self.L + np.diag(self.D)
 
-    def update(self, s: torch.Tensor, y: torch.Tensor, sty: float, sts: float, yty: float) -> bool:
-        """Append the pair (s, y) with sᵀy, sᵀs, yᵀy given; False when M cannot be formed."""
-        S, Y, SY, SS = self.S, self.Y, self.SY, self.SS
-        if self.k == self.m:
-            S, Y, SY, SS = S[1:], Y[1:], SY[1:, 1:], SS[1:, 1:]
-        k = S.shape[0] + 1
-        SYn = np.zeros((k, k), dtype=self.np_dtype)
-        SYn[:-1, :-1] = SY
-        SYn[-1, :-1] = _small(Y @ s)  # s_newᵀ y_j
-        SYn[-1, -1] = sty
-        SSn = np.zeros((k, k), dtype=self.np_dtype)
-        SSn[:-1, :-1] = SS
-        SSn[:-1, -1] = SSn[-1, :-1] = _small(S @ s)
-        SSn[-1, -1] = sts
-        self.S = torch.cat([S, s[None]])
-        self.Y = torch.cat([Y, y[None]])
-        self.SY, self.SS = SYn, SSn
-        self.theta = yty / sty
+    def update(self, s: np.ndarray, y: np.ndarray, sty: float, sts: float, yty: float) -> bool:
+        """Append the pair (s, y) with sᵀy, sᵀs, yᵀy given; False when M cannot be formed.
+
+        ``s`` and ``y`` must not be views of this memory's pairs (they are copied in last)."""
+        S, Y, L, SS, D = self._S, self._Y, self._L, self._SS, self._D
+        k = self.k
+        if k == self.m:  # drop the oldest pair
+            S[:-1], Y[:-1], D[:-1] = S[1:], Y[1:], D[1:]
+            L[:-1, :-1], SS[:-1, :-1] = L[1:, 1:], SS[1:, 1:]
+            k -= 1
+        if k:
+            L[k, :k] = Y[:k] @ s  # s_newᵀ y_j
+            SS[k, :k] = SS[:k, k] = S[:k] @ s
+        SS[k, k], D[k] = sts, sty
+        S[k], Y[k] = s, y
+        self.k = k = k + 1
+        self.theta = theta = yty / sty
+        self._views()
+        self.Wt[:k] = self.YS[:k] = self.Y
+        np.multiply(self.S, theta, out=self.Wt[k:])
+        self.YS[k:] = self.S
         return self._form_middle()
 
     def _form_middle(self) -> bool:
         """M = [[−D, Lᵀ], [L, θSᵀS]]⁻¹ through the Cholesky factor of T = θSᵀS + L D⁻¹ Lᵀ."""
-        theta, D = self.theta, np.diag(self.SY).copy()
-        L = np.tril(self.SY, -1)
+        k, theta, D, L = self.k, self.theta, self.D, self.L
         LDinv = L / D  # L D⁻¹
-        T = theta * self.SS + LDinv @ L.T
-        try:
-            J = np.linalg.cholesky(T)
-        except np.linalg.LinAlgError:
+        J, info = self._potrf(theta * self.SS + LDinv @ L.T, lower=1)
+        if info:
             return False
-        Jinv = np.linalg.inv(J)
-        Tinv = Jinv.T @ Jinv
-        M12 = LDinv.T @ Tinv  # D⁻¹ Lᵀ T⁻¹
-        M11 = np.diag(-1.0 / D) + M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
-        self.M = np.block([[M11, M12], [M12.T, Tinv]])
-        self.M_t = torch.from_numpy(self.M).to(device=self.device)
-        self.Wt = torch.cat([self.Y, theta * self.S])  # Wᵀ
-        return bool(np.isfinite(self.M).all())
+        Jinv, info = self._trtri(J, lower=1)
+        if info:
+            return False
+        M = np.empty((2 * k, 2 * k), self.dtype)
+        Tinv = M[k:, k:]
+        np.matmul(Jinv.T, Jinv, out=Tinv)
+        M12 = M[:k, k:]
+        np.matmul(LDinv.T, Tinv, out=M12)  # D⁻¹ Lᵀ T⁻¹
+        M11 = M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
+        M11.reshape(-1)[:: k + 1] -= 1.0 / D
+        M[:k, :k] = M11
+        M[k:, :k] = M12.T
+        self.M = M
+        return bool(np.isfinite(M).all())
 
-    def B_times(self, v: torch.Tensor) -> torch.Tensor:
+    def B_times(self, v: np.ndarray) -> np.ndarray:
         """``B v`` for a vector or an n × p matrix."""
         if self.k == 0:
-            return v.clone()
-        if v.ndim == 1:
-            return self.theta * v - self.Wt.T @ (self.M_t @ (self.Wt @ v))
-        return self.theta * v - _mm(self.Wt.T, _mm(self.M_t, _mm(self.Wt, v)))
+            return v.copy()
+        return self.theta * v - self.Wt.T @ (self.M @ (self.Wt @ v))
 
-    def dense(self) -> torch.Tensor:
+    def dense(self) -> np.ndarray:
         """The dense ``n × n`` matrix B (for tests and small problems)."""
-        return self.B_times(torch.eye(self.n, dtype=self.dtype, device=self.device))
+        return self.B_times(np.eye(self.n, dtype=self.dtype))
+
+
+class _Box:
+    """The bounds of a run and what follows from them, computed once: the masks of finite
+    bounds and of fixed variables (l = u), whether any bound is finite, whether all are."""
+
+    def __init__(self, lower: np.ndarray, upper: np.ndarray) -> None:
+        self.lower, self.upper = lower, upper
+        self.has_l, self.has_u = np.isfinite(lower), np.isfinite(upper)
+        self.fixed = lower == upper
+        self.constrained = bool((self.has_l | self.has_u).any())
+        self.boxed = bool((self.has_l & self.has_u).all())
+        self.eps = float(np.finfo(lower.dtype).eps)
 
 
 # --- generalized Cauchy point --------------------------------------------------------------------
 def cauchy_point(
-    x: torch.Tensor,
-    g: torch.Tensor,
-    lower: torch.Tensor,
-    upper: torch.Tensor,
+    x: np.ndarray,
+    g: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
     mem: CompactLBFGS,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The generalized Cauchy point of the model along P(x − t g) (BLNZ Algorithm CP).
 
     Args:
-        x: The iterate, inside the box.
+        x: The iterate, inside the box (NumPy, flat).
         g: ∇f(x).
         lower, upper: The bounds (±inf where none).
         mem: The compact representation of B.
 
     Returns:
-        ``(xc, c, free)``: the GCP, c = Wᵀ(xc − x) (length 2k), and the mask of the variables
-        free at xc (not at a bound that g pushes against, not passed on the path, not fixed by
-        l = u).
+        ``(xc, c, free)``: the GCP, c = Wᵀ(xc − x) (length 2k), and the boolean mask of the
+        variables free at xc (not at a bound that g pushes against, not passed on the path, not
+        fixed by l = u).
     """
+    return _cauchy(x, g, _Box(lower, upper), mem)
+
+
+def _cauchy(x, g, box: _Box, mem: CompactLBFGS):
     theta, k = mem.theta, mem.k
-    eps = torch.finfo(x.dtype).eps
-    has_l, has_u = torch.isfinite(lower), torch.isfinite(upper)
-    neg = -g
-    fixed = has_l & has_u & (upper - lower <= 0)
-    at_l = has_l & (x - lower <= 0)
-    at_u = has_u & (upper - x <= 0) & ~at_l
-    stuck = fixed | (at_l & (neg <= 0)) | (at_u & (neg >= 0))
-    bounded = has_l | has_u
-    flat = bounded & ~stuck & ~at_l & ~at_u & (neg == 0)  # free, but the path does not move it
-    moving = ~stuck & ~flat
-    d = torch.where(moving, neg, torch.zeros_like(neg))
-    to_l = moving & has_l & (neg < 0)
-    to_u = moving & ~to_l & has_u & (neg > 0)
-    has_bp = to_l | to_u
+    lower, upper = box.lower, box.upper
+    # tᵢ: where variable i meets the bound ahead of it along −g; ≤ 0: it is there already
+    # (stuck, as a fixed one), inf: no bound ahead (an infinite bound gives an infinite ratio)
+    nonzero = g != 0
+    t = np.divide(x - np.where(g > 0, lower, upper), g, out=np.full_like(x, np.inf), where=nonzero)
+    stuck = t <= 0
+    if not nonzero.all():  # g = 0 at a bound (or fixed): stuck too; elsewhere free, not moving
+        stuck |= ~nonzero & ((x <= lower) | (x >= upper))
+    t[stuck] = np.inf  # the finite tᵢ: the breakpoints of the free variables
     free = ~stuck
-    zero2k = torch.zeros(2 * k, dtype=x.dtype, device=x.device)
-    bnded = not bool((moving & ~has_bp & (neg != 0)).any())
-    idx = torch.nonzero(has_bp).reshape(-1)
-    nb = idx.numel()
-    if nb == 0 and bool((moving & ~has_bp).sum() == 0):
-        return x.clone(), zero2k, free
-    dd = d @ d
-    f1_0 = -dd
+    d = np.where(stuck, 0.0, -g)
+    dd = float(d @ d)
+    zero2k = np.zeros(2 * k, x.dtype)
+    if dd == 0.0:  # nothing moves along the path
+        return x.copy(), zero2k, free
     f2_org = theta * dd
+    M = mem.M
     p0 = mem.Wt @ d if k else zero2k
-    M = mem.M_t
-    if nb == 0:
-        f2 = f2_org - (p0 @ (M @ p0)) if k else f2_org
-        dtm = max(float(-f1_0 / f2), 0.0)
+    f2 = f2_org - float(p0 @ (M @ p0)) if k else f2_org
+    dtm = dd / f2  # the model's minimizer on the first segment (f′₀ = −‖d‖²)
+    if dtm < float(t.min()):  # before the first breakpoint (or there is none)
+        dtm = max(dtm, 0.0)
         return x + dtm * d, dtm * p0, free
-    tl = (x - lower)[idx] / (-neg[idx])
-    tu = (upper - x)[idx] / neg[idx]
-    tb = torch.where(to_l[idx], tl, tu)
-    tb, order = torch.sort(tb, stable=True)
+    # variables moving along −g with no bound ahead: the path ends in a ray
+    bnded = not (free & nonzero & (t == np.inf)).any()
+    idx = np.flatnonzero(t < np.inf)
+    nb = idx.size
+    tb = t[idx]
+    order = np.argsort(tb, kind="stable")
     idx = idx[order]
+    tj = np.zeros(nb + 1, x.dtype)  # t_0 = 0, t_1 … t_K
+    tj[1:] = tb[order]
+    dt = tj[1:] - tj[:-1]
     db = d[idx]
-    tj = torch.cat([tb.new_zeros(1), tb])  # t_0 = 0, t_1 … t_K
-    D = dd - torch.cat([db.new_zeros(1), torch.cumsum(db * db, 0)])  # ‖dʲ‖²
+    D = np.zeros(nb + 1, x.dtype)
+    np.cumsum(db * db, out=D[1:])
+    D = dd - D  # ‖dʲ‖²
     if k:
-        Wb = mem.Wt[:, idx].T  # rows w_b of W for the breakpoint variables
-        P = p0 - torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(db[:, None] * Wb, 0)])
-        dt = tj[1:] - tj[:-1]
-        C = torch.cat([p0.new_zeros(1, 2 * k), torch.cumsum(dt[:, None] * P[:-1], 0)])
-        MP = _mm(P, M)
+        P = np.zeros((nb + 1, 2 * k), x.dtype)
+        np.cumsum(mem.Wt[:, idx].T * db[:, None], axis=0, out=P[1:])  # rows w_b of W
+        P = p0 - P
+        C = np.zeros((nb + 1, 2 * k), x.dtype)
+        np.cumsum(P[:-1] * dt[:, None], axis=0, out=C[1:])
+        MP = P @ M
         f2 = theta * D - (MP * P).sum(1)
-        f1 = -D + theta * tj * D - (MP * C).sum(1)
+        f1 = theta * tj * D - D - (MP * C).sum(1)
     else:
         f2 = theta * D
-        f1 = -D + theta * tj * D
-    f2 = torch.cat([f2[:1], torch.clamp_min(f2[1:], eps * float(f2_org))])
+        f1 = theta * tj * D - D
+    np.maximum(f2[1:], box.eps * f2_org, out=f2[1:])
     dtm_all = -f1 / f2
-    seg = tj[1:] - tj[:-1]
-    stop = torch.nonzero(dtm_all[:-1] < seg).reshape(-1)
-    if stop.numel():
+    stop = np.flatnonzero(dtm_all[:-1] < dt)
+    if stop.size:
         j = int(stop[0])
         dtm = float(dtm_all[j])
     else:
@@ -396,98 +478,98 @@ def cauchy_point(
         dtm = 0.0 if bnded else float(dtm_all[j])
     dtm = max(dtm, 0.0)
     passed = idx[:j]
-    dj = d.clone()
+    dj = d.copy()
     dj[passed] = 0.0
     xc = x + (float(tj[j]) + dtm) * dj
-    xc[passed] = torch.where(d[passed] > 0, upper[passed], lower[passed])
-    free = free.clone()
+    xc[passed] = np.where(d[passed] > 0, upper[passed], lower[passed])
     free[passed] = False
     c = (C[j] + dtm * P[j]) if k else zero2k
     return xc, c, free
 
 
 # --- subspace minimization -----------------------------------------------------------------------
-def _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained):
+def _subspace_step(x, g, box: _Box, xc, c, free, mem: CompactLBFGS):
     """The subspace minimizer over the free variables, projected or backtracked (BLNZ §5.1,
     Morales–Nocedal 2011). Returns the new point z, or None when a factorization fails."""
-    theta = mem.theta
-    fi = torch.nonzero(free).reshape(-1)
-    if not constrained:
+    theta, k = mem.theta, mem.k
+    fi = np.flatnonzero(free)
+    every = fi.size == x.size  # all free: no gather / scatter
+    if not box.constrained:
         r = -g
     else:
-        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M_t @ c))[fi]
-    Yf, Sf = mem.Y[:, fi], mem.S[:, fi]
-    YY, SYf, SSf = (_small(_mm(a, b.T)) for a, b in ((Yf, Yf), (Sf, Yf), (Sf, Sf)))
-    A1 = np.diag(np.diag(mem.SY)) + YY / theta  # D + ŶᵀŶ/θ
-    Bm = np.tril(mem.SY, -1) - SYf  # L − ŜᵀŶ
-    Cm = theta * (mem.SS - SSf)  # θ(SᵀS − ŜᵀŜ)
-    try:
-        La = np.linalg.cholesky(A1)
-        AinvBt = _cho_solve(La, Bm.T)  # A1⁻¹ Bᵀ
-        Sc = Cm + Bm @ AinvBt
-        Ls = np.linalg.cholesky(0.5 * (Sc + Sc.T))
-    except np.linalg.LinAlgError:
+        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M @ c))
+        if not every:
+            r = r[fi]
+    Wf = mem.YS if every else mem.YS[:, fi]  # [Ŷ; Ŝ]
+    G = Wf @ Wf.T  # [[ŶᵀŶ, ŶᵀŜ], [ŜᵀŶ, ŜᵀŜ]]
+    A1 = G[:k, :k] / theta  # D + ŶᵀŶ/θ
+    A1.reshape(-1)[:: k + 1] += mem.D
+    Bm = mem.L - G[k:, :k]  # L − ŜᵀŶ
+    potrf, potrs = mem._potrf, mem._potrs
+    La, info = potrf(A1, lower=1)
+    if info:
         return None
-    b1, b2 = _small(Yf @ r), theta * _small(Sf @ r)
-    Ainvb1 = _cho_solve(La, b1)
-    v2 = _cho_solve(Ls, b2 + Bm @ Ainvb1)
+    AinvBt, _ = potrs(La, Bm.T, lower=1)  # A1⁻¹ Bᵀ
+    Sc = theta * (mem.SS - G[k:, k:]) + Bm @ AinvBt  # θ(SᵀS − ŜᵀŜ) + B A1⁻¹ Bᵀ
+    Ls, info = potrf(0.5 * (Sc + Sc.T), lower=1)
+    if info:
+        return None
+    b = Wf @ r  # [Ŷᵀr; Ŝᵀr]
+    Ainvb1, _ = potrs(La, b[:k], lower=1)
+    v2, _ = potrs(Ls, theta * b[k:] + Bm @ Ainvb1, lower=1)
     v1 = AinvBt @ v2 - Ainvb1
-    v1_t, v2_t = (torch.from_numpy(v).to(device=x.device) for v in (v1, v2))
-    dhat = (r + (Yf.T @ v1_t) / theta + Sf.T @ v2_t) / theta
-    if not bool(torch.isfinite(dhat).all()):
+    dhat = (r + (Wf[:k].T @ v1) / theta + Wf[k:].T @ v2) / theta
+    if not np.isfinite(dhat).all():
         return None
-    z = xc.clone()
-    lf, uf, xf = lower[fi], upper[fi], xc[fi]
-    trial = torch.minimum(torch.maximum(xf + dhat, lf), uf)
-    z[fi] = trial
-    hit = bool(((trial == lf) | (trial == uf)).any())
-    if not hit or float((z - x) @ g) <= 0:
+    if not box.constrained:
+        return x + dhat
+    if every:
+        lf, uf, xf = box.lower, box.upper, xc
+    else:
+        lf, uf, xf = box.lower[fi], box.upper[fi], xc[fi]
+    trial = np.minimum(np.maximum(xf + dhat, lf), uf)
+    if every:
+        z = trial
+    else:
+        z = xc.copy()
+        z[fi] = trial
+    if not ((trial == lf) | (trial == uf)).any() or float((z - x) @ g) <= 0:
         return z
     # The projected step is not a descent direction: backtrack to the box instead.
-    has_l, has_u = torch.isfinite(lf), torch.isfinite(uf)
-    ratio = torch.full_like(dhat, math.inf)
-    dn, dp = (dhat < 0) & has_l, (dhat > 0) & has_u
     a_l, a_u = lf - xf, uf - xf
-    ratio = torch.where(dn, torch.where(a_l >= 0, 0.0, a_l / dhat), ratio)
-    ratio = torch.where(dp, torch.where(a_u <= 0, 0.0, a_u / dhat), ratio)
-    ibd = int(torch.argmin(ratio))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            (dhat < 0) & np.isfinite(lf),
+            np.where(a_l >= 0, 0.0, a_l / dhat),
+            np.where((dhat > 0) & np.isfinite(uf), np.where(a_u <= 0, 0.0, a_u / dhat), np.inf),
+        )
+    ibd = int(np.argmin(ratio))
     alpha = min(1.0, float(ratio[ibd]))
-    z[fi] = xf + alpha * dhat
+    step = xf + alpha * dhat
     if alpha < 1.0:
-        z[fi[ibd]] = uf[ibd] if float(dhat[ibd]) > 0 else lf[ibd]
+        step[ibd] = uf[ibd] if dhat[ibd] > 0 else lf[ibd]
+    if every:
+        return step
+    z[fi] = step
     return z
 
 
-def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve (L Lᵀ) x = b for a lower Cholesky factor L."""
-    return scipy.linalg.cho_solve((L, True), b)
+def _max_step(x: np.ndarray, d: np.ndarray, box: _Box) -> float:
+    """Largest t ≤ 10¹⁰ with x + t·d inside the box (L-BFGS-B's ``stpmx``); 0 when a variable
+    at its bound moves out. Infinite bounds give infinite ratios, so they need no mask."""
+    gap = np.where(d < 0, box.lower, box.upper) - x
+    ratio = np.divide(gap, d, out=np.full_like(x, math.inf), where=d != 0)
+    return max(min(_BIG_STEP, float(ratio.min())), 0.0)
 
 
-def _max_step(x, d, lower, upper) -> float:
-    """Largest t ≤ 10¹⁰ with x + t·d inside the box (L-BFGS-B's ``stpmx``)."""
-    t = _BIG_STEP
-    neg, pos = (d < 0) & torch.isfinite(lower), (d > 0) & torch.isfinite(upper)
-    if bool(neg.any()):
-        gap = (lower - x)[neg]
-        if bool((gap >= 0).any()):
-            return 0.0
-        t = min(t, float((gap / d[neg]).min()))
-    if bool(pos.any()):
-        gap = (upper - x)[pos]
-        if bool((gap <= 0).any()):
-            return 0.0
-        t = min(t, float((gap / d[pos]).min()))
-    return t
-
-
-def _projected_grad_norm(x, g, lower, upper) -> float:
+def _projected_grad_norm(x: np.ndarray, g: np.ndarray, box: _Box) -> float:
     """max |proj gᵢ| with proj gᵢ = clip(gᵢ, xᵢ − uᵢ, xᵢ − lᵢ) (``projgr``); NaN if g has one."""
-    if g.numel() == 0:
+    if g.size == 0:
         return 0.0
-    pg = torch.where(g < 0, torch.maximum(x - upper, g), torch.minimum(x - lower, g))
-    if bool(torch.isnan(g).any()):
-        return math.nan
-    return float(pg.abs().max())
+    if not box.constrained:
+        return float(np.abs(g).max())
+    pg = np.where(g < 0, np.maximum(x - box.upper, g), np.minimum(x - box.lower, g))
+    return float(np.abs(pg).max())
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -501,11 +583,65 @@ def _check(name: str, value: Any, low: float, integer: bool) -> Any:
     return int(value) if integer else float(value)
 
 
+class _Bridge:
+    """Where x0 lives, and the crossings between it and the NumPy iteration.
+
+    NumPy x0: the objective takes and returns NumPy vectors; nothing crosses. Torch x0: x goes
+    to the objective as a tensor on x0's device and g comes back as an array — zero-copy views
+    on the CPU, one copy each way on another device. ``copy=True`` makes the CPU crossings
+    copies too, as on a GPU (the tests run that path on machines without one).
+    """
+
+    def __init__(self, x0: Any, shape: tuple[int, ...], copy: bool = False) -> None:
+        self.torch = isinstance(x0, torch.Tensor)
+        self.shape = shape
+        self.device = x0.device if self.torch else None
+        self.copy = copy or (self.torch and x0.device.type != "cpu")
+
+    def host(self, a: Any, dtype: np.dtype) -> np.ndarray:
+        """A flat copy of ``a`` (x0 or a bound) as a NumPy array of ``dtype``."""
+        return np.array(_host(a), dtype=dtype).reshape(-1)
+
+    def evaluator(self, objective, dtype: np.dtype) -> Callable[[np.ndarray], tuple[float, Any]]:
+        """``value_and_grad`` of NumPy points, returning g as a NumPy array of ``dtype``."""
+        if not self.torch:
+
+            def evaluate(x):
+                f, g = objective.value_and_grad(x)
+                if isinstance(g, torch.Tensor):  # an objective of tensors given a NumPy x0
+                    g = g.detach().cpu().numpy()
+                return f, g
+
+            return evaluate
+        device, copy = self.device, self.copy
+
+        def evaluate(x):
+            t = torch.from_numpy(x)
+            f, g = objective.value_and_grad(t.to(device, copy=True) if copy else t)
+            g = g.detach().cpu().numpy()
+            return f, (g.copy() if copy and g.dtype == dtype else g.astype(dtype, copy=False))
+
+        return evaluate
+
+    def out(self, a: np.ndarray) -> Any:
+        """A flat array in x0's shape and kind (a copy)."""
+        a = a.reshape(self.shape).copy()
+        return torch.from_numpy(a).to(self.device) if self.torch else a
+
+    def hess_inv(self, mem: CompactLBFGS) -> LbfgsInvHessProduct:
+        S, Y = mem.S.copy(), mem.Y.copy()
+        if self.torch:
+            return LbfgsInvHessProduct(
+                torch.from_numpy(S).to(self.device), torch.from_numpy(Y).to(self.device)
+            )
+        return LbfgsInvHessProduct(S, Y, numpy=True)
+
+
 def minimize_lbfgsb(
     objective,
-    x0: torch.Tensor,
-    lower: torch.Tensor,
-    upper: torch.Tensor,
+    x0: Any,
+    lower: Any,
+    upper: Any,
     *,
     maxcor: int = 10,
     ftol: float = 2.220446049250313e-09,
@@ -514,20 +650,25 @@ def minimize_lbfgsb(
     maxfun: int = 15000,
     maxls: int = 20,
     callback: Callable[[OptimizeResult], Any] | None = None,
+    _copy_device: bool = False,
 ) -> OptimizeResult:
     """Minimize ``f`` over the box ``lower ≤ x ≤ upper`` by L-BFGS-B (see the module docstring).
 
-    The algorithm of SciPy's ``minimize(method="L-BFGS-B")``, option for option, on torch
-    tensors of any float dtype and device; the same iterates up to rounding, so nit and nfev
-    follow SciPy's (the tests pin them on bound-constrained problems).
+    The algorithm of SciPy's ``minimize(method="L-BFGS-B")``, option for option, in x0's float
+    dtype; the same iterates up to rounding, so nit and nfev follow SciPy's (the tests pin them
+    on bound-constrained problems). The iteration runs in NumPy; the objective is evaluated
+    where x0 lives (module docstring, "Where it runs").
 
     Args:
         objective: An :class:`~optkit.minimization.objective.Objective` over flat vectors of
-            length ``x0.numel()``; its ``value_and_grad`` is called once per trial point and its
-            ``nfev`` / ``njev`` counters are reported.
-        x0: Starting point (any shape); projected on the box first, as SciPy does.
-        lower, upper: Bounds of x0's shape, ``-inf`` / ``inf`` where there is none;
-            ``lower ≤ upper`` (equal: the variable is fixed).
+            length ``x0.size``; its ``value_and_grad`` is called once per trial point and its
+            ``nfev`` / ``njev`` counters are reported. It takes NumPy vectors when x0 is a NumPy
+            array (the NumPy path of ``CallableObjective``), tensors on x0's device when x0 is
+            a tensor.
+        x0: Starting point (any shape), a NumPy array or a torch tensor on any device;
+            projected on the box first, as SciPy does.
+        lower, upper: Bounds of x0's shape (arrays or tensors), ``-inf`` / ``inf`` where there
+            is none; ``lower ≤ upper`` (equal: the variable is fixed).
         maxcor: Memory m, the number of pairs kept (≥ 1, default 10).
         ftol: Relative-reduction tolerance on f (≥ 0, default 2.22e-9 = 10⁷·ε).
         gtol: Projected-gradient tolerance, ``max |proj gᵢ| ≤ gtol`` (≥ 0, default 1e-5).
@@ -535,14 +676,15 @@ def minimize_lbfgsb(
         maxfun: Evaluation limit, checked after each iteration (default 15000).
         maxls: Evaluations per line search (≥ 1, default 20).
         callback: ``callback(intermediate_result)`` after each iteration, with an
-            :class:`OptimizeResult` holding ``x`` (x0's shape) and ``fun``; raising
+            :class:`OptimizeResult` holding ``x`` (x0's shape and kind) and ``fun``; raising
             ``StopIteration`` ends the run with status 99. Its return value is ignored (SciPy).
 
     Returns:
-        An :class:`OptimizeResult` with x (x0's shape), fun, jac (the full gradient ∇f(x),
-        not the projected one, as SciPy), nit, nfev, njev, status (0 converged, 1 maxiter or
-        maxfun, 2 line search failure, 3 NaN/Inf, 99 callback), success, SciPy's message, and
-        ``hess_inv``, an :class:`LbfgsInvHessProduct` over the pairs in memory.
+        An :class:`OptimizeResult` with x (x0's shape and kind: an array, or a tensor on x0's
+        device), fun, jac (the full gradient ∇f(x), not the projected one, as SciPy), nit,
+        nfev, njev, status (0 converged, 1 maxiter or maxfun, 2 line search failure, 3 NaN/Inf,
+        99 callback), success, SciPy's message, and ``hess_inv``, an
+        :class:`LbfgsInvHessProduct` over the pairs in memory (NumPy for a NumPy x0).
 
     Raises:
         ValueError: Bounds of the wrong shape, NaN in them, ``lower > upper``, ``lower = +inf``
@@ -571,7 +713,7 @@ def minimize_lbfgsb(
         d = x̄ − x, capped at the box; the pair (s, y), skipped when sᵀy ≤ ε·(−gᵀs). Without
         finite bounds the Cauchy step is skipped once there are pairs, and the iteration is
         L-BFGS with B₀ = θI and this line search. Cost per iteration O(m·n) plus
-        O(m²·(number of breakpoints passed)); the k × k algebra runs in NumPy on the CPU.
+        O(m²·(number of breakpoints passed)).
 
         Departures from SciPy, each for a reason: ``hess_inv`` holds the pairs oldest first
         (SciPy passes its circular buffer in storage order once more than ``maxcor`` updates
@@ -600,25 +742,27 @@ def minimize_lbfgsb(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     shape = tuple(x0.shape)
-    x = x0.detach().reshape(-1).clone()
-    lower, upper = _bounds(lower, upper, x, shape)
-    if not bool(torch.isfinite(x).all()):
+    bridge = _Bridge(x0, shape, _copy_device)
+    x = _host(x0).reshape(-1)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    dtype = x.dtype
+    box = _bounds(bridge, lower, upper, x, shape)
+    if not np.isfinite(x).all():
         raise ValueError("x0 must be finite (it contains NaN or Inf)")
-    x = torch.minimum(torch.maximum(x, lower), upper)
-    n = x.numel()
-    eps = torch.finfo(x.dtype).eps
-    has_l, has_u = torch.isfinite(lower), torch.isfinite(upper)
-    constrained = bool((has_l | has_u).any())
-    boxed = bool((has_l & has_u).all())
-    mem = CompactLBFGS(n, maxcor, x.dtype, x.device)
+    x = np.minimum(np.maximum(x, box.lower), box.upper)  # a new array: x0 is never written
+    n = x.size
+    lower, upper = box.lower, box.upper
+    evaluate = bridge.evaluator(objective, dtype)
+    constrained, boxed, eps = box.constrained, box.boxed, box.eps
+    mem = CompactLBFGS(n, maxcor, dtype)
     search = MoreThuente()
 
     def finish(status: Status, message: str, nit: int) -> OptimizeResult:
-        hess_inv = LbfgsInvHessProduct(mem.S, mem.Y)
         return OptimizeResult(
-            x=x.reshape(shape),
+            x=bridge.out(x),
             fun=f,
-            jac=g.reshape(shape),
+            jac=bridge.out(g),
             nit=nit,
             nfev=objective.nfev,
             njev=objective.njev,
@@ -627,26 +771,27 @@ def minimize_lbfgsb(
             success=status == Status.SUCCESS,
             message=message,
             method="L-BFGS-B",
-            hess_inv=hess_inv,
+            hess_inv=bridge.hess_inv(mem),
         )
 
-    f, g = objective.value_and_grad(x)
-    sbgnrm = _projected_grad_norm(x, g, lower, upper)
-    if not (math.isfinite(f) and math.isfinite(sbgnrm) and bool(torch.isfinite(g).all())):
+    f, g = evaluate(x)
+    sbgnrm = _projected_grad_norm(x, g, box)
+    if not (math.isfinite(f) and math.isfinite(sbgnrm) and np.isfinite(g).all()):
         return finish(Status.NONFINITE, MESSAGES["nonfinite"] + " at x0", 0)
     if sbgnrm <= gtol:
         return finish(Status.SUCCESS, MESSAGES["pgtol"], 0)
 
+    all_free = np.ones(n, dtype=bool)
     it = 0  # iterations completed (L-BFGS-B's iter; also SciPy's nit)
     while True:
         # 1. generalized Cauchy point and 2. subspace minimization
         if constrained or mem.k == 0:
-            xc, c, free = cauchy_point(x, g, lower, upper, mem)
+            xc, c, free = _cauchy(x, g, box, mem)
         else:
-            xc, c, free = x, None, torch.ones(n, dtype=torch.bool, device=x.device)
+            xc, c, free = x, None, all_free
         z = xc
-        if mem.k and bool(free.any()):
-            z = _subspace_step(x, g, lower, upper, xc, c, free, mem, constrained)
+        if mem.k and free.any():
+            z = _subspace_step(x, g, box, xc, c, free, mem)
             if z is None:  # a factorization failed: forget the pairs, restart from −g
                 mem.reset()
                 continue
@@ -655,7 +800,7 @@ def minimize_lbfgsb(
         dtd = float(d @ d)
         dnorm = math.sqrt(dtd)
         if constrained:
-            stpmx = 1.0 if it == 0 else _max_step(x, d, lower, upper)
+            stpmx = 1.0 if it == 0 else _max_step(x, d, box)
         else:
             stpmx = _BIG_STEP
         if it == 0 and not boxed:
@@ -674,11 +819,11 @@ def minimize_lbfgsb(
                 if stp == 1.0:
                     xt = z
                 else:
-                    xt = torch.minimum(torch.maximum(torch.add(x_old, d, alpha=stp), lower), upper)
+                    xt = np.minimum(np.maximum(x_old + stp * d, lower), upper)
                 if nback >= maxls:
                     ok = False
                     break
-                ft, gt = objective.value_and_grad(xt)
+                ft, gt = evaluate(xt)
                 nback += 1
                 gd = float(gt @ d)
                 if not (math.isfinite(ft) and math.isfinite(gd)):
@@ -696,16 +841,17 @@ def minimize_lbfgsb(
                 return finish(Status.LINE_SEARCH, MESSAGES["abnormal"], it)
             mem.reset()
             continue
-        # 4. the new iterate: callback, limits, convergence (SciPy's order)
+        # 4. the new iterate: callback, limits, convergence (SciPy's order). g is finite here:
+        # an Inf or NaN in g makes gᵀd Inf or NaN, which the search does not accept.
         it += 1
-        sbgnrm = _projected_grad_norm(x, g, lower, upper)
-        if not (math.isfinite(sbgnrm) and bool(torch.isfinite(g).all())):
+        sbgnrm = _projected_grad_norm(x, g, box)
+        if not math.isfinite(sbgnrm):
             return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
         if callback is not None:
             interim = OptimizeResult(
-                x=x.reshape(shape).clone(),
+                x=bridge.out(x),
                 fun=f,
-                jac=g.reshape(shape).clone(),
+                jac=bridge.out(g),
                 nit=it,
                 nfev=objective.nfev,
                 njev=objective.njev,
@@ -741,23 +887,24 @@ def minimize_lbfgsb(
             mem.reset()
 
 
-def _bounds(lower, upper, x, shape):
+def _bounds(bridge: _Bridge, lower: Any, upper: Any, x: np.ndarray, shape) -> _Box:
     out = []
     for name, b in (("lower", lower), ("upper", upper)):
-        b = torch.as_tensor(b)
-        if tuple(b.shape) != shape and b.numel() != x.numel():
-            raise ValueError(f"{name} must have x0's shape {shape}, got {tuple(b.shape)}")
-        b = b.to(dtype=x.dtype, device=x.device).reshape(-1)
-        if bool(torch.isnan(b).any()):
+        size = b.numel() if isinstance(b, torch.Tensor) else np.size(b)
+        if tuple(np.shape(b)) != shape and size != x.size:
+            raise ValueError(f"{name} must have x0's shape {shape}, got {tuple(np.shape(b))}")
+        b = bridge.host(b, x.dtype)
+        if np.isnan(b).any():
             raise ValueError(f"{name} must not contain NaN")
         out.append(b)
     lower, upper = out
-    if bool((lower > upper).any()):
-        i = int(torch.nonzero(lower > upper)[0])
+    bad = np.flatnonzero(lower > upper)
+    if bad.size:
+        i = int(bad[0])
         raise ValueError(
             f"lower must be <= upper: lower[{i}] = {float(lower[i])} > upper[{i}] = "
             f"{float(upper[i])}"
         )
-    if bool((lower == math.inf).any()) or bool((upper == -math.inf).any()):
+    if (lower == math.inf).any() or (upper == -math.inf).any():
         raise ValueError("lower must be < inf and upper > -inf (no feasible point otherwise)")
-    return lower, upper
+    return _Box(lower, upper)
