@@ -162,11 +162,12 @@ def test_quadratic_with_known_active_set():
     pairs = list(zip(lo.tolist(), hi.tolist()))
     pairs = [(None if a == -INF else a, None if c == INF else c) for a, c in pairs]
     ref, res = both(fun, np.zeros(n), pairs, ftol=1e-15, gtol=1e-9)
-    np.testing.assert_allclose(res.x.numpy(), x_star, rtol=0, atol=1e-8)
-    # ftol = 1e-15: the last iterations move f by a few ulps, so how many of them run depends
-    # on the rounding of the BLAS at hand (31 against SciPy's 36 on one x86 CPU, equal on
-    # another); the counts are compared loosely here, the point and the status exactly
-    assert_matches(ref, res, xtol=1e-8, count_slack=0.25)
+    # ftol = 1e-15: the last iterations move f by a few ulps, so how many of them run, and
+    # where in a ~1e-8 neighbourhood of x* (|Δf| ~ λ·|Δx|², λ ≥ 1) the run stops, depend on
+    # the rounding of the BLAS at hand (31 iterations against SciPy's 36 on one x86 CPU, equal
+    # on another); the counts are compared loosely here, the point to 5e-8, the status exactly
+    np.testing.assert_allclose(res.x.numpy(), x_star, rtol=0, atol=5e-8)
+    assert_matches(ref, res, xtol=5e-8, count_slack=0.25)
 
 
 def test_options_limits_and_messages_match_scipy():
