@@ -381,12 +381,11 @@ class CompactLBFGS:
 
 class _Box:
     """The bounds of a run and what follows from them, computed once: the masks of finite
-    bounds and of fixed variables (l = u), whether any bound is finite, whether all are."""
+    bounds, whether any bound is finite, whether all are."""
 
     def __init__(self, lower: np.ndarray, upper: np.ndarray) -> None:
         self.lower, self.upper = lower, upper
         self.has_l, self.has_u = np.isfinite(lower), np.isfinite(upper)
-        self.fixed = lower == upper
         self.constrained = bool((self.has_l | self.has_u).any())
         self.boxed = bool((self.has_l & self.has_u).all())
         self.eps = float(np.finfo(lower.dtype).eps)
