@@ -14,7 +14,17 @@ L-BFGS matrix started from B₀ = θI is::
     M = [ −D   Lᵀ  ]⁻¹     D = diag(sᵢᵀyᵢ),  Lᵢⱼ = sᵢᵀyⱼ (i > j), else 0
         [  L  θSᵀS ]       θ = yᵀy / sᵀy of the newest pair
 
-M is formed through the Cholesky factor of T = θSᵀS + L D⁻¹ Lᵀ (block elimination of −D).
+With V = [Y  S] (W = V·diag(I, θI)) the same matrix reads, θ out of the n-vectors::
+
+    B = θ (I − V N⁻¹ Vᵀ),    N = [ −θD   Lᵀ  ]   (= θ·diag(I, θI)⁻¹ M⁻¹ diag(I, θI)⁻¹)
+                                 [   L  SᵀS ]
+
+N is stored with each pair's two rows and columns side by side (y₁, s₁, y₂, s₂, …), so a new
+pair writes two rows and columns and the oldest one leaves by a shift; N is LU-factored once
+per update, for the solves N⁻¹q below. (L-BFGS-B factors T = θSᵀS + L D⁻¹ Lᵀ by Cholesky
+instead, ``formt``, and restarts when T is not numerically positive definite; here a singular
+N restarts, and a B that is not positive definite shows as an ascent direction, which the line
+search rejects: restart.)
 
 **Generalized Cauchy point** (BLNZ §4). Along the projected steepest-descent path
 x(t) = P(x − t g), P the projection on the box, each variable stops at its breakpoint
@@ -22,23 +32,29 @@ tᵢ = (xᵢ − lᵢ)/gᵢ (gᵢ > 0) or (xᵢ − uᵢ)/gᵢ (gᵢ < 0). Betwe
 the path is x(t_j) + Δt dʲ (dʲ = −g on the variables not yet stopped) and the quadratic model
 m(x) = gᵀ(x − x_k) + ½ (x − x_k)ᵀ B (x − x_k) is a parabola in Δt with::
 
-    f′_j  = gᵀdʲ + dʲᵀ B zʲ = −‖dʲ‖² + θ t_j ‖dʲ‖² − pʲᵀ M cʲ        zʲ = x(t_j) − x_k
-    f″_j  = dʲᵀ B dʲ = θ‖dʲ‖² − pʲᵀ M pʲ                             pʲ = Wᵀdʲ,  cʲ = Wᵀzʲ
+    f′_j  = gᵀdʲ + dʲᵀ B zʲ = −‖dʲ‖² + θ (t_j ‖dʲ‖² − qʲᵀ N⁻¹ cʲ)      zʲ = x(t_j) − x_k
+    f″_j  = dʲᵀ B dʲ = θ (‖dʲ‖² − qʲᵀ N⁻¹ qʲ)                          qʲ = Vᵀdʲ,  cʲ = Vᵀzʲ
 
 The GCP x^c is the first local minimizer of m on the path: the first segment j with
-Δt* = −f′_j / f″_j < t_{j+1} − t_j, at x(t_j) + max(Δt*, 0) dʲ. The breakpoints are sorted and
-f′_j, f″_j computed for all segments at once (cumulative sums of pʲ and cʲ), O(k²) per segment.
+Δt* = −f′_j / f″_j < t_{j+1} − t_j, at x(t_j) + max(Δt*, 0) dʲ. The first segment is tested
+alone (one solve; the GCP usually lies there); past it the breakpoints are sorted and f′_j,
+f″_j computed for all segments at once (cumulative sums of qʲ and cʲ, one multi-column solve).
 
 **Subspace minimization** (BLNZ §5.1, direct primal method). With Z the free variables at x^c
-(not at a bound there), minimize the model over them, the others held at x^c::
+(not at a bound there), minimize the model over them, the others held at x^c. With
+V̂ = ZᵀV, B̂ = ZᵀBZ = θ(I − V̂ N⁻¹ V̂ᵀ), and by Sherman–Morrison–Woodbury::
 
-    r̂  = −Zᵀ(g + B(x^c − x))
-    d̂  = B̂⁻¹ r̂ = r̂/θ + Ŵ K⁻¹ Ŵᵀ r̂ / θ²,     Ŵ = ZᵀW,  K = M⁻¹ − ŴᵀŴ/θ   (Sherman–Morrison–Woodbury)
+    r̂  = −Zᵀ(g + B(x^c − x)) = −ĝ − θ(x̂^c − x̂) + θ V̂ N⁻¹ c          c = Vᵀ(x^c − x)
+    d̂  = B̂⁻¹ r̂ = (r̂ + V̂ K⁻¹ V̂ᵀ r̂) / θ,      K = N − V̂ᵀV̂   (2k × 2k, symmetric, indefinite)
 
-K = [[−D − ŶᵀŶ/θ, Lᵀ − ŶᵀŜ], [L − ŜᵀŶ, θ(SᵀS − ŜᵀŜ)]] is solved by block elimination with two
-Cholesky factorizations (L-BFGS-B's ``formk``). Then the step is projected on the box,
-x̄ = P(x^c + Z d̂) (Morales & Nocedal 2011); if that projection leaves an ascent direction,
-(x̄ − x)ᵀg > 0, the step backtracks instead to the largest α ≤ 1 with x^c + α Z d̂ in the box.
+K = [[−θD − ŶᵀŶ, Lᵀ − ŶᵀŜ], [L − ŜᵀŶ, SᵀS − ŜᵀŜ]] (in the pairs' order) is solved by one LU
+factorization (``gesv``; L-BFGS-B's ``formk`` eliminates its blocks with two Cholesky
+factorizations of the same matrix scaled); a singular K restarts. Then the step is projected
+on the box, x̄ = P(x^c + Z d̂) (Morales & Nocedal 2011); if that projection moved a variable and
+leaves an ascent direction, (x̄ − x)ᵀg > 0, the step backtracks instead to the largest α ≤ 1
+with x^c + α Z d̂ in the box. (L-BFGS-B tests "lands on a bound" rather than "was moved": the
+two differ only for a d̂ ending exactly on a bound, and an unprojected minimizer of a positive
+definite model is a descent step either way.)
 
 **Line search.** Along d = x̄ − x, the Moré–Thuente search (MINPACK-2 ``dcsrch``,
 :mod:`optkit.minimization.more_thuente`; as L-BFGS-B:
@@ -94,7 +110,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.linalg.blas as blas
 import torch
+from scipy.linalg.blas import get_blas_funcs
 from scipy.linalg.lapack import get_lapack_funcs
 
 from .more_thuente import MoreThuente
@@ -277,10 +295,13 @@ class LbfgsInvHessProduct:
 
 # --- the compact representation ------------------------------------------------------------------
 class CompactLBFGS:
-    """The last ``m`` curvature pairs and B = θI − W M Wᵀ (module docstring, BNS94 eq. 3.2).
+    """The last ``m`` curvature pairs and B = θ(I − V N⁻¹ Vᵀ) (module docstring, BNS94 eq. 3.2).
 
-    NumPy arrays in preallocated buffers (the views below are refreshed by each update): when
-    the memory is full the pairs shift by one row, so they stay oldest first and contiguous.
+    Stored pair by pair, oldest first, in preallocated buffers: the rows of ``V`` are
+    y₁, s₁, y₂, s₂, … (2k × n), and ``N`` (2k × 2k, the same order) holds −θDᵢ, Lᵢⱼ and sᵢᵀsⱼ
+    at the positions of their pairs. Dropping the oldest pair shifts both by two rows (and N by
+    two columns); a new pair writes two rows of V and two rows and columns of N. N is factored
+    (LU, ``getrf``) once per update for the solves N⁻¹q of the Cauchy step.
 
     Args:
         n: Number of variables.
@@ -288,91 +309,96 @@ class CompactLBFGS:
         dtype: NumPy (or torch) float dtype of the pairs.
 
     Attributes:
-        S, Y: ``(k, n)`` pairs, oldest first. Wt: Wᵀ = [Y; θS] (2k × n); YS: [Y; S].
-        D: ``D[i] = sᵢᵀyᵢ``. L: ``L[i, j] = sᵢᵀyⱼ`` for i > j, else 0. SS: ``SᵀS``.
-        theta: θ. M: the ``2k × 2k`` middle matrix.
+        k: Pairs held. theta: θ. V, N: as above (views of the buffers).
+        S, Y: ``(k, n)`` views of the pairs, oldest first. D: ``D[i] = sᵢᵀyᵢ``.
+        L: ``L[i, j] = sᵢᵀyⱼ`` for i > j, else 0. SS: ``SᵀS``. SY: L + diag(D).
+        Wt: Wᵀ = [Y; θS] (2k × n), BLNZ's W (computed on access).
     """
 
     def __init__(self, n: int, m: int, dtype: Any = np.float64) -> None:
         self.n, self.m = n, m
         self.dtype = dt = _np_dtype(dtype)
-        self._potrf, self._potrs, self._trtri = get_lapack_funcs(
-            ("potrf", "potrs", "trtri"), dtype=dt
-        )
-        self._S, self._Y = np.zeros((m, n), dt), np.zeros((m, n), dt)
-        self._Wt, self._YS = np.zeros((2 * m, n), dt), np.zeros((2 * m, n), dt)
-        self._L, self._SS = np.zeros((m, m), dt), np.zeros((m, m), dt)
+        lapack = get_lapack_funcs(("getrf", "getrs", "gesv"), dtype=dt)
+        self._getrf, self._getrs, self._gesv = lapack
+        self._gemv, self._dot, self._axpy = get_blas_funcs(("gemv", "dot", "axpy"), dtype=dt)
+        self._amax = getattr(blas, f"i{self._gemv.prefix}amax")  # i?amax: no prefix-free name
+        self._V = np.zeros((2 * m, n), dt)
+        self._N = np.zeros((2 * m, 2 * m), dt)
         self._D = np.zeros(m, dt)
+        self._N_yy = self._N.reshape(-1)[:: 4 * m + 2]  # N[2i, 2i] = −θDᵢ, a view
         self.reset()
 
     def reset(self) -> None:
         """Forget every pair: B = I."""
         self.k = 0
         self.theta = 1.0
-        self._views()
-        self.M = np.zeros((0, 0), self.dtype)
+        self.V, self.N = self._V[:0], self._N[:0, :0]
+        self.lu = self.piv = None
 
-    def _views(self) -> None:
-        k = self.k
-        self.S, self.Y, self.D = self._S[:k], self._Y[:k], self._D[:k]
-        self.L, self.SS = self._L[:k, :k], self._SS[:k, :k]
-        self.Wt, self.YS = self._Wt[: 2 * k], self._YS[: 2 * k]
+    @property
+    def S(self) -> np.ndarray:
+        return self.V[1::2]
+
+    @property
+    def Y(self) -> np.ndarray:
+        return self.V[0::2]
+
+    @property
+    def D(self) -> np.ndarray:
+        return self._D[: self.k]
+
+    @property
+    def L(self) -> np.ndarray:
+        return self.N[1::2, 0::2]
+
+    @property
+    def SS(self) -> np.ndarray:
+        return self.N[1::2, 1::2]
 
     @property
     def SY(self) -> np.ndarray:
         """``SY[i, j] = sᵢᵀyⱼ`` for i ≥ j, 0 above the diagonal (the part B needs)."""
         return self.L + np.diag(self.D)
 
+    @property
+    def Wt(self) -> np.ndarray:
+        return np.concatenate([self.Y, self.theta * self.S])
+
     def update(self, s: np.ndarray, y: np.ndarray, sty: float, sts: float, yty: float) -> bool:
-        """Append the pair (s, y) with sᵀy, sᵀs, yᵀy given; False when M cannot be formed.
+        """Append the pair (s, y) with sᵀy, sᵀs, yᵀy given; False when N is singular.
 
         ``s`` and ``y`` must not be views of this memory's pairs (they are copied in last)."""
-        S, Y, L, SS, D = self._S, self._Y, self._L, self._SS, self._D
+        V, N, D = self._V, self._N, self._D
         k = self.k
         if k == self.m:  # drop the oldest pair
-            S[:-1], Y[:-1], D[:-1] = S[1:], Y[1:], D[1:]
-            L[:-1, :-1], SS[:-1, :-1] = L[1:, 1:], SS[1:, 1:]
+            V[:-2], N[:-2, :-2], D[:-1] = V[2:], N[2:, 2:], D[1:]
             k -= 1
-        if k:
-            L[k, :k] = Y[:k] @ s  # s_newᵀ y_j
-            SS[k, :k] = SS[:k, k] = S[:k] @ s
-        SS[k, k], D[k] = sts, sty
-        S[k], Y[k] = s, y
+        i = 2 * k  # the new pair's rows: i (y) and i + 1 (s)
+        # row i + 1 of N: L[k, j] = sᵀyⱼ and sⱼᵀs in the columns of pair j; row i: 0 (L is
+        # strictly lower); the columns i, i + 1 by symmetry
+        N[i, :i] = 0.0
+        np.dot(V[:i], s, out=N[i + 1, :i])
+        N[:i, i : i + 2] = N[i : i + 2, :i].T
+        N[i, i + 1] = N[i + 1, i] = 0.0
+        N[i + 1, i + 1] = sts
+        D[k] = sty
+        V[i], V[i + 1] = y, s
         self.k = k = k + 1
         self.theta = theta = yty / sty
-        self._views()
-        self.Wt[:k] = self.YS[:k] = self.Y
-        np.multiply(self.S, theta, out=self.Wt[k:])
-        self.YS[k:] = self.S
-        return self._form_middle()
+        np.multiply(D[:k], -theta, out=self._N_yy[:k])
+        self.V, self.N = V[: 2 * k], N[: 2 * k, : 2 * k]
+        self.lu, self.piv, info = self._getrf(self.N)
+        return info == 0 and math.isfinite(theta)
 
-    def _form_middle(self) -> bool:
-        """M = [[−D, Lᵀ], [L, θSᵀS]]⁻¹ through the Cholesky factor of T = θSᵀS + L D⁻¹ Lᵀ."""
-        k, theta, D, L = self.k, self.theta, self.D, self.L
-        LDinv = L / D  # L D⁻¹
-        J, info = self._potrf(theta * self.SS + LDinv @ L.T, lower=1)
-        if info:
-            return False
-        Jinv, info = self._trtri(J, lower=1)
-        if info:
-            return False
-        M = np.empty((2 * k, 2 * k), self.dtype)
-        Tinv = M[k:, k:]
-        np.matmul(Jinv.T, Jinv, out=Tinv)
-        M12 = M[:k, k:]
-        np.matmul(LDinv.T, Tinv, out=M12)  # D⁻¹ Lᵀ T⁻¹
-        M11 = M12 @ LDinv  # −D⁻¹ + D⁻¹ Lᵀ T⁻¹ L D⁻¹
-        M11.reshape(-1)[:: k + 1] -= 1.0 / D
-        M[:k, :k] = M11
-        M[k:, :k] = M12.T
-        self.M = M
-        return bool(np.isfinite(M).all())
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """N⁻¹b for a vector or a 2k × p matrix (LU factors of the last update)."""
+        return self._getrs(self.lu, self.piv, b)[0]
 
     def B_times(self, v: np.ndarray) -> np.ndarray:
         """``B v`` for a vector or an n × p matrix."""
         if self.k == 0:
             return v.copy()
-        return self.theta * v - self.Wt.T @ (self.M @ (self.Wt @ v))
+        return self.theta * (v - self.V.T @ self.solve(self.V @ v))
 
     def dense(self) -> np.ndarray:
         """The dense ``n × n`` matrix B (for tests and small problems)."""
@@ -408,41 +434,53 @@ def cauchy_point(
         mem: The compact representation of B.
 
     Returns:
-        ``(xc, c, free)``: the GCP, c = Wᵀ(xc − x) (length 2k), and the boolean mask of the
-        variables free at xc (not at a bound that g pushes against, not passed on the path, not
-        fixed by l = u).
+        ``(xc, c, free)``: the GCP, c = Wᵀ(xc − x) (length 2k, W = [Y θS]), and the boolean mask
+        of the variables free at xc (not at a bound that g pushes against, not passed on the
+        path, not fixed by l = u).
     """
-    return _cauchy(x, g, _Box(lower, upper), mem)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xc, free, _, _, cscale, c, _ = _cauchy(x, g, x - lower, x - upper, _Box(lower, upper), mem)
+    if c is None:
+        return xc, np.zeros(2 * mem.k, x.dtype), free
+    c = cscale * c  # Vᵀ(xc − x), the pairs' order: to W's
+    return xc, np.concatenate([c[0::2], mem.theta * c[1::2]]), free
 
 
-def _cauchy(x, g, box: _Box, mem: CompactLBFGS):
+def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
+    """The GCP for x − l = ``xl``, x − u = ``xu``, under ``np.errstate`` ignoring division.
+
+    Returns ``(xc, free, nfree, tsum, cscale, c, w)``: xc, the mask of the variables free there
+    and their number, tsum with xc − x = tsum·(−g) on them, and c = Vᵀ(xc − x) and w = N⁻¹c as
+    ``cscale·c``, ``cscale·w`` (c, w None when xc = x or k = 0)."""
     theta, k = mem.theta, mem.k
-    lower, upper = box.lower, box.upper
-    # tᵢ: where variable i meets the bound ahead of it along −g; ≤ 0: it is there already
-    # (stuck, as a fixed one), inf: no bound ahead (an infinite bound gives an infinite ratio)
-    nonzero = g != 0
-    t = np.divide(x - np.where(g > 0, lower, upper), g, out=np.full_like(x, np.inf), where=nonzero)
-    stuck = t <= 0
-    if not nonzero.all():  # g = 0 at a bound (or fixed): stuck too; elsewhere free, not moving
-        stuck |= ~nonzero & ((x <= lower) | (x >= upper))
-    t[stuck] = np.inf  # the finite tᵢ: the breakpoints of the free variables
-    free = ~stuck
-    d = np.where(stuck, 0.0, -g)
-    dd = float(d @ d)
-    zero2k = np.zeros(2 * k, x.dtype)
+    dot = mem._dot
+    # tᵢ, where variable i meets the bound ahead along −g: (xᵢ − lᵢ)/gᵢ for gᵢ > 0,
+    # (xᵢ − uᵢ)/gᵢ for gᵢ < 0, the larger of the two ratios (the other one is ≤ 0). tᵢ > 0: it
+    # moves (free); tᵢ ≤ 0: it is at that bound already; NaN: gᵢ = 0 at a bound (both stuck);
+    # inf: no bound ahead, or gᵢ = 0 inside the box (free, not moving)
+    t = np.maximum(xl / g, xu / g)
+    free = t > 0.0
+    d = np.negative(g)
+    d *= free
+    dd = dot(d, d)
+    nfree = int(np.count_nonzero(free))
     if dd == 0.0:  # nothing moves along the path
-        return x.copy(), zero2k, free
+        return x.copy(), free, nfree, 0.0, 0.0, None, None
     f2_org = theta * dd
-    M = mem.M
-    p0 = mem.Wt @ d if k else zero2k
-    f2 = f2_org - float(p0 @ (M @ p0)) if k else f2_org
+    if k:
+        q = np.dot(mem.V, d)  # Vᵀd
+        nq = mem.solve(q)
+        f2 = theta * (dd - dot(q, nq))
+    else:
+        q = nq = None
+        f2 = f2_org
     dtm = dd / f2  # the model's minimizer on the first segment (f′₀ = −‖d‖²)
-    if dtm < float(t.min()):  # before the first breakpoint (or there is none)
+    if not np.count_nonzero((t <= dtm) & free):  # before the first breakpoint (or there is none)
         dtm = max(dtm, 0.0)
-        return x + dtm * d, dtm * p0, free
+        return mem._axpy(d, x.copy(), x.size, dtm), free, nfree, dtm, dtm, q, nq
     # variables moving along −g with no bound ahead: the path ends in a ray
-    bnded = not (free & nonzero & (t == np.inf)).any()
-    idx = np.flatnonzero(t < np.inf)
+    bnded = not np.count_nonzero((t == math.inf) & (d != 0.0))
+    idx = np.flatnonzero((t < math.inf) & free)
     nb = idx.size
     tb = t[idx]
     order = np.argsort(tb, kind="stable")
@@ -455,14 +493,15 @@ def _cauchy(x, g, box: _Box, mem: CompactLBFGS):
     np.cumsum(db * db, out=D[1:])
     D = dd - D  # ‖dʲ‖²
     if k:
+        # qʲ = Vᵀdʲ (rows of P) and cʲ = Vᵀzʲ (rows of C) for every segment
         P = np.zeros((nb + 1, 2 * k), x.dtype)
-        np.cumsum(mem.Wt[:, idx].T * db[:, None], axis=0, out=P[1:])  # rows w_b of W
-        P = p0 - P
+        np.cumsum(mem.V[:, idx].T * db[:, None], axis=0, out=P[1:])  # rows v_b of V
+        P = q - P
         C = np.zeros((nb + 1, 2 * k), x.dtype)
         np.cumsum(P[:-1] * dt[:, None], axis=0, out=C[1:])
-        MP = P @ M
-        f2 = theta * D - (MP * P).sum(1)
-        f1 = theta * tj * D - D - (MP * C).sum(1)
+        NP = mem.solve(P.T).T  # rows N⁻¹qʲ
+        f2 = theta * (D - (NP * P).sum(1))
+        f1 = theta * (tj * D - (NP * C).sum(1)) - D
     else:
         f2 = theta * D
         f1 = theta * tj * D - D
@@ -477,64 +516,57 @@ def _cauchy(x, g, box: _Box, mem: CompactLBFGS):
         dtm = 0.0 if bnded else float(dtm_all[j])
     dtm = max(dtm, 0.0)
     passed = idx[:j]
-    dj = d.copy()
-    dj[passed] = 0.0
-    xc = x + (float(tj[j]) + dtm) * dj
-    xc[passed] = np.where(d[passed] > 0, upper[passed], lower[passed])
+    tsum = float(tj[j]) + dtm
+    d[passed] = 0.0
+    xc = x + tsum * d
+    xc[passed] = np.where(g[passed] < 0, box.upper[passed], box.lower[passed])
     free[passed] = False
-    c = (C[j] + dtm * P[j]) if k else zero2k
-    return xc, c, free
+    if not k:
+        return xc, free, nfree - j, tsum, 1.0, None, None
+    c = C[j] + dtm * P[j]
+    return xc, free, nfree - j, tsum, 1.0, c, mem.solve(c)
 
 
 # --- subspace minimization -----------------------------------------------------------------------
-def _subspace_step(x, g, box: _Box, xc, c, free, mem: CompactLBFGS):
+def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, cscale, w, mem: CompactLBFGS):
     """The subspace minimizer over the free variables, projected or backtracked (BLNZ §5.1,
-    Morales–Nocedal 2011). Returns the new point z, or None when a factorization fails."""
-    theta, k = mem.theta, mem.k
-    fi = np.flatnonzero(free)
-    every = fi.size == x.size  # all free: no gather / scatter
-    if not box.constrained:
-        r = -g
-    else:
-        r = -(theta * (xc - x) + g - mem.Wt.T @ (mem.M @ c))
-        if not every:
-            r = r[fi]
-    Wf = mem.YS if every else mem.YS[:, fi]  # [Ŷ; Ŝ]
-    G = Wf @ Wf.T  # [[ŶᵀŶ, ŶᵀŜ], [ŜᵀŶ, ŜᵀŜ]]
-    A1 = G[:k, :k] / theta  # D + ŶᵀŶ/θ
-    A1.reshape(-1)[:: k + 1] += mem.D
-    Bm = mem.L - G[k:, :k]  # L − ŜᵀŶ
-    potrf, potrs = mem._potrf, mem._potrs
-    La, info = potrf(A1, lower=1)
+    Morales–Nocedal 2011). Returns ``(z, z − x, gᵀ(z − x))``, or None when K is singular.
+
+    The arguments after ``xc`` are :func:`_cauchy`'s (``free`` None: all free, xc = x)."""
+    theta, V, dot, gemv = mem.theta, mem.V, mem._dot, mem._gemv
+    every = nfree == x.size  # all free: no gather / scatter
+    Vf, gf = (V, g) if every else (V.compress(free, axis=1), g[free])  # V̂ᵀ, ĝ
+    if w is None:  # xc = x
+        r = -gf
+    else:  # r̂ = −ĝ − θ(x̂c − x̂) + θ V̂ N⁻¹c, with x̂c − x̂ = −tsum·ĝ
+        r = gemv(theta * cscale, Vf.T, w, theta * tsum - 1.0, gf)
+    K = mem.N - Vf @ Vf.T
+    _, _, v, info = mem._gesv(K.T, np.dot(Vf, r), 1, 1)  # K is symmetric: K.T, no copy
     if info:
         return None
-    AinvBt, _ = potrs(La, Bm.T, lower=1)  # A1⁻¹ Bᵀ
-    Sc = theta * (mem.SS - G[k:, k:]) + Bm @ AinvBt  # θ(SᵀS − ŜᵀŜ) + B A1⁻¹ Bᵀ
-    Ls, info = potrf(0.5 * (Sc + Sc.T), lower=1)
-    if info:
-        return None
-    b = Wf @ r  # [Ŷᵀr; Ŝᵀr]
-    Ainvb1, _ = potrs(La, b[:k], lower=1)
-    v2, _ = potrs(Ls, theta * b[k:] + Bm @ Ainvb1, lower=1)
-    v1 = AinvBt @ v2 - Ainvb1
-    dhat = (r + (Wf[:k].T @ v1) / theta + Wf[k:].T @ v2) / theta
-    if not np.isfinite(dhat).all():
+    rtheta = 1.0 / theta
+    dhat = gemv(rtheta, Vf.T, v, rtheta, r, 0, 1, 0, 1, 0, 1)  # (r̂ + V̂ K⁻¹ V̂ᵀr̂)/θ in r
+    if not math.isfinite(dot(dhat, dhat)) and not np.isfinite(dhat).all():
         return None
     if not box.constrained:
-        return x + dhat
+        z = x + dhat
+        d = z - x
+        return z, d, dot(g, d)
     if every:
-        lf, uf, xf = box.lower, box.upper, xc
+        zu = xc + dhat
     else:
-        lf, uf, xf = box.lower[fi], box.upper[fi], xc[fi]
-    trial = np.minimum(np.maximum(xf + dhat, lf), uf)
-    if every:
-        z = trial
-    else:
-        z = xc.copy()
-        z[fi] = trial
-    if not ((trial == lf) | (trial == uf)).any() or float((z - x) @ g) <= 0:
-        return z
+        zu = xc.copy()
+        zu[free] += dhat
+    # the projection moves only free variables (the others are at xc, inside the box)
+    z = np.maximum(zu, box.lower)
+    np.minimum(z, box.upper, out=z)
+    d = z - x
+    gd = dot(g, d)
+    if gd <= 0.0 or not np.count_nonzero(z != zu):
+        return z, d, gd
     # The projected step is not a descent direction: backtrack to the box instead.
+    fi = np.flatnonzero(free) if not every else slice(None)
+    lf, uf, xf = box.lower[fi], box.upper[fi], xc[fi]
     a_l, a_u = lf - xf, uf - xf
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(
@@ -547,28 +579,35 @@ def _subspace_step(x, g, box: _Box, xc, c, free, mem: CompactLBFGS):
     step = xf + alpha * dhat
     if alpha < 1.0:
         step[ibd] = uf[ibd] if dhat[ibd] > 0 else lf[ibd]
-    if every:
-        return step
+    z = xc.copy()
     z[fi] = step
-    return z
+    d = z - x
+    return z, d, dot(g, d)
 
 
-def _max_step(x: np.ndarray, d: np.ndarray, box: _Box) -> float:
+def _max_step(xl: np.ndarray, xu: np.ndarray, d: np.ndarray) -> float:
     """Largest t ≤ 10¹⁰ with x + t·d inside the box (L-BFGS-B's ``stpmx``); 0 when a variable
-    at its bound moves out. Infinite bounds give infinite ratios, so they need no mask."""
-    gap = np.where(d < 0, box.lower, box.upper) - x
-    ratio = np.divide(gap, d, out=np.full_like(x, math.inf), where=d != 0)
-    return max(min(_BIG_STEP, float(ratio.min())), 0.0)
+    at its bound moves out. ``xl`` = x − l, ``xu`` = x − u; under ``np.errstate`` ignoring
+    division.
+
+    The ratio of variable i is (lᵢ − xᵢ)/dᵢ for dᵢ < 0, (uᵢ − xᵢ)/dᵢ for dᵢ > 0, that is
+    −min(xlᵢ/dᵢ, xuᵢ/dᵢ) (the other quotient is ≥ 0); dᵢ = 0 gives −inf or NaN in the minimum,
+    which the maximum over i skips, and infinite bounds give infinite ratios: no mask."""
+    top = -float(np.fmax.reduce(np.minimum(xl / d, xu / d)))
+    return max(top, 0.0) if top < _BIG_STEP else _BIG_STEP
 
 
-def _projected_grad_norm(x: np.ndarray, g: np.ndarray, box: _Box) -> float:
-    """max |proj gᵢ| with proj gᵢ = clip(gᵢ, xᵢ − uᵢ, xᵢ − lᵢ) (``projgr``); NaN if g has one."""
+def _projected_grad_norm(x: np.ndarray, g: np.ndarray, box: _Box, amax):
+    """``(max |proj gᵢ|, x − l, x − u)`` with proj gᵢ = clip(gᵢ, xᵢ − uᵢ, xᵢ − lᵢ) (``projgr``),
+    for a finite g (``amax``: BLAS i?amax of the dtype)."""
     if g.size == 0:
-        return 0.0
+        return 0.0, None, None
     if not box.constrained:
-        return float(np.abs(g).max())
-    pg = np.where(g < 0, np.maximum(x - box.upper, g), np.minimum(x - box.lower, g))
-    return float(np.abs(pg).max())
+        return float(abs(g[amax(g)])), None, None
+    xl, xu = x - box.lower, x - box.upper
+    pg = np.maximum(g, xu)
+    np.minimum(pg, xl, out=pg)
+    return float(abs(pg[amax(pg)])), xl, xu
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -774,40 +813,47 @@ def minimize_lbfgsb(
         )
 
     f, g = evaluate(x)
-    sbgnrm = _projected_grad_norm(x, g, box)
-    if not (math.isfinite(f) and math.isfinite(sbgnrm) and np.isfinite(g).all()):
+    if not (math.isfinite(f) and np.isfinite(g).all()):
         return finish(Status.NONFINITE, MESSAGES["nonfinite"] + " at x0", 0)
+    dot, axpy, amax = mem._dot, mem._axpy, mem._amax
+    sbgnrm, xl, xu = _projected_grad_norm(x, g, box, amax)  # xl = x − l, xu = x − u
     if sbgnrm <= gtol:
         return finish(Status.SUCCESS, MESSAGES["pgtol"], 0)
 
-    all_free = np.ones(n, dtype=bool)
+    # the divisions by zero of _cauchy and _max_step are theirs (module docstring of each)
+    quiet = {"divide": "ignore", "invalid": "ignore"}
     it = 0  # iterations completed (L-BFGS-B's iter; also SciPy's nit)
     while True:
-        # 1. generalized Cauchy point and 2. subspace minimization
-        if constrained or mem.k == 0:
-            xc, c, free = _cauchy(x, g, box, mem)
-        else:
-            xc, c, free = x, None, all_free
-        z = xc
-        if mem.k and free.any():
-            z = _subspace_step(x, g, box, xc, c, free, mem)
-            if z is None:  # a factorization failed: forget the pairs, restart from −g
-                mem.reset()
-                continue
-        # 3. line search along d = z − x, inside the box
-        d = z - x
-        dtd = float(d @ d)
-        dnorm = math.sqrt(dtd)
-        if constrained:
-            stpmx = 1.0 if it == 0 else _max_step(x, d, box)
-        else:
-            stpmx = _BIG_STEP
+        with np.errstate(**quiet):
+            # 1. generalized Cauchy point and 2. subspace minimization
+            if constrained or mem.k == 0:
+                if not constrained:
+                    xl, xu = x - lower, x - upper
+                xc, free, nfree, tsum, cscale, _, w = _cauchy(x, g, xl, xu, box, mem)
+            else:  # L-BFGS: xc = x, every variable free
+                xc, free, nfree, tsum, cscale, w = x, None, n, 0.0, 0.0, None
+            if mem.k and nfree:
+                step = _subspace_step(x, g, box, xc, free, nfree, tsum, cscale, w, mem)
+                if step is None:  # a factorization failed: forget the pairs, restart from −g
+                    mem.reset()
+                    continue
+                z, d, gd_old = step
+            else:
+                z = xc
+                d = z - x
+                gd_old = dot(g, d)
+            # 3. line search along d = z − x, inside the box
+            dtd = dot(d, d)
+            if constrained:
+                stpmx = 1.0 if it == 0 else _max_step(xl, xu, d)
+            else:
+                stpmx = _BIG_STEP
         if it == 0 and not boxed:
+            dnorm = math.sqrt(dtd)
             stp = min(1.0 / dnorm, stpmx) if dnorm > 0 else stpmx
         else:
             stp = 1.0
         f_old, g_old, x_old = f, g, x
-        gd_old = float(g @ d)
         ok = gd_old < 0 and stpmx > 0
         nonfinite = False
         nback = 0
@@ -818,13 +864,16 @@ def minimize_lbfgsb(
                 if stp == 1.0:
                     xt = z
                 else:
-                    xt = np.minimum(np.maximum(x_old + stp * d, lower), upper)
+                    xt = axpy(d, x_old.copy(), n, stp)
+                    if constrained:
+                        np.maximum(xt, lower, out=xt)
+                        np.minimum(xt, upper, out=xt)
                 if nback >= maxls:
                     ok = False
                     break
                 ft, gt = evaluate(xt)
                 nback += 1
-                gd = float(gt @ d)
+                gd = dot(gt, d)
                 if not (math.isfinite(ft) and math.isfinite(gd)):
                     nonfinite = True  # shrink toward the best step, outside the interval logic
                     search.stp = search.stx + 0.5 * (stp - search.stx)
@@ -843,7 +892,7 @@ def minimize_lbfgsb(
         # 4. the new iterate: callback, limits, convergence (SciPy's order). g is finite here:
         # an Inf or NaN in g makes gᵀd Inf or NaN, which the search does not accept.
         it += 1
-        sbgnrm = _projected_grad_norm(x, g, box)
+        sbgnrm, xl, xu = _projected_grad_norm(x, g, box, amax)
         if not math.isfinite(sbgnrm):
             return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
         if callback is not None:
@@ -882,7 +931,7 @@ def minimize_lbfgsb(
             s = stp * d
         if sty <= eps * gts:
             continue  # skip the pair: too little curvature along s
-        if not mem.update(s, y, sty, stp * stp * dtd, float(y @ y)):
+        if not mem.update(s, y, sty, stp * stp * dtd, dot(y, y)):
             mem.reset()
 
 
