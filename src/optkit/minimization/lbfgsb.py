@@ -297,11 +297,13 @@ class LbfgsInvHessProduct:
 class CompactLBFGS:
     """The last ``m`` curvature pairs and B = θ(I − V N⁻¹ Vᵀ) (module docstring, BNS94 eq. 3.2).
 
-    Stored pair by pair, oldest first, in preallocated buffers: the rows of ``V`` are
-    y₁, s₁, y₂, s₂, … (2k × n), and ``N`` (2k × 2k, the same order) holds −θDᵢ, Lᵢⱼ and sᵢᵀsⱼ
-    at the positions of their pairs. Dropping the oldest pair shifts both by two rows (and N by
-    two columns); a new pair writes two rows of V and two rows and columns of N. N is factored
-    (LU, ``getrf``) once per update for the solves N⁻¹q of the Cauchy step.
+    Stored pair by pair, oldest first: the rows of ``V`` are y₁, s₁, y₂, s₂, … (2k × n), and
+    ``N`` (2k × 2k, the same order) holds −θDᵢ, Lᵢⱼ and sᵢᵀsⱼ at the positions of their pairs.
+    V and N are windows on buffers of 2m pairs: a new pair writes two rows of V and two rows
+    and columns of N after the window, the oldest leaves by moving the window's start, and the
+    window moves back to the buffers' start (one copy) when it reaches their end, once every m
+    updates with a full memory. N is factored (LU, ``getrf``) once per update, for the solves
+    N⁻¹q of the Cauchy step.
 
     Args:
         n: Number of variables.
@@ -320,17 +322,18 @@ class CompactLBFGS:
         self.dtype = dt = _np_dtype(dtype)
         lapack = get_lapack_funcs(("getrf", "getrs", "gesv"), dtype=dt)
         self._getrf, self._getrs, self._gesv = lapack
-        self._gemv, self._dot, self._axpy = get_blas_funcs(("gemv", "dot", "axpy"), dtype=dt)
+        blas_fns = get_blas_funcs(("gemv", "gemm", "dot", "axpy"), dtype=dt)
+        self._gemv, self._gemm, self._dot, self._axpy = blas_fns
         self._amax = getattr(blas, f"i{self._gemv.prefix}amax")  # i?amax: no prefix-free name
-        self._V = np.zeros((2 * m, n), dt)
-        self._N = np.zeros((2 * m, 2 * m), dt)
-        self._D = np.zeros(m, dt)
-        self._N_yy = self._N.reshape(-1)[:: 4 * m + 2]  # N[2i, 2i] = −θDᵢ, a view
+        self._V = np.zeros((4 * m, n), dt)
+        self._N = np.zeros((4 * m, 4 * m), dt)
+        self._D = np.zeros(2 * m, dt)
+        self._N_yy = self._N.reshape(-1)[:: 8 * m + 2]  # the −θDᵢ, _N[2i, 2i], as a view
         self.reset()
 
     def reset(self) -> None:
         """Forget every pair: B = I."""
-        self.k = 0
+        self.k = self._start = 0  # the window: pairs _start … _start + k − 1 of the buffers
         self.theta = 1.0
         self.V, self.N = self._V[:0], self._N[:0, :0]
         self.lu = self.piv = None
@@ -345,7 +348,7 @@ class CompactLBFGS:
 
     @property
     def D(self) -> np.ndarray:
-        return self._D[: self.k]
+        return self._D[self._start : self._start + self.k]
 
     @property
     def L(self) -> np.ndarray:
@@ -369,24 +372,27 @@ class CompactLBFGS:
 
         ``s`` and ``y`` must not be views of this memory's pairs (they are copied in last)."""
         V, N, D = self._V, self._N, self._D
-        k = self.k
+        o, k = self._start, self.k
         if k == self.m:  # drop the oldest pair
-            V[:-2], N[:-2, :-2], D[:-1] = V[2:], N[2:, 2:], D[1:]
-            k -= 1
-        i = 2 * k  # the new pair's rows: i (y) and i + 1 (s)
+            o, k = o + 1, k - 1
+        if o + k == 2 * self.m:  # the window at the buffers' end: move it to their start
+            i0, i = 2 * o, 2 * (o + k)
+            V[: i - i0], N[: i - i0, : i - i0], D[:k] = V[i0:i], N[i0:i, i0:i], D[o : o + k]
+            o = 0
+        i0, i = 2 * o, 2 * (o + k)  # the window's first row; the new pair's rows i (y), i + 1 (s)
         # row i + 1 of N: L[k, j] = sᵀyⱼ and sⱼᵀs in the columns of pair j; row i: 0 (L is
         # strictly lower); the columns i, i + 1 by symmetry
-        N[i, :i] = 0.0
-        np.dot(V[:i], s, out=N[i + 1, :i])
-        N[:i, i : i + 2] = N[i : i + 2, :i].T
+        N[i, i0:i] = 0.0
+        np.dot(V[i0:i], s, out=N[i + 1, i0:i])
+        N[i0:i, i : i + 2] = N[i : i + 2, i0:i].T
         N[i, i + 1] = N[i + 1, i] = 0.0
         N[i + 1, i + 1] = sts
-        D[k] = sty
+        D[o + k] = sty
         V[i], V[i + 1] = y, s
-        self.k = k = k + 1
+        self._start, self.k = o, k + 1
         self.theta = theta = yty / sty
-        np.multiply(D[:k], -theta, out=self._N_yy[:k])
-        self.V, self.N = V[: 2 * k], N[: 2 * k, : 2 * k]
+        np.multiply(D[o : o + k + 1], -theta, out=self._N_yy[o : o + k + 1])
+        self.V, self.N = V[i0 : i + 2], N[i0 : i + 2, i0 : i + 2]
         self.lu, self.piv, info = self._getrf(self.N)
         return info == 0 and math.isfinite(theta)
 
@@ -460,15 +466,14 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
     # inf: no bound ahead, or gᵢ = 0 inside the box (free, not moving)
     t = np.maximum(xl / g, xu / g)
     free = t > 0.0
-    d = np.negative(g)
-    d *= free
-    dd = dot(d, d)
+    gz = g * free  # g on the free variables, 0 elsewhere: the path's direction is d = −gz
+    dd = dot(gz, gz)
     nfree = int(np.count_nonzero(free))
     if dd == 0.0:  # nothing moves along the path
         return x.copy(), free, nfree, 0.0, 0.0, None, None
     f2_org = theta * dd
     if k:
-        q = np.dot(mem.V, d)  # Vᵀd
+        q = np.dot(mem.V, gz)  # −Vᵀd
         nq = mem.solve(q)
         f2 = theta * (dd - dot(q, nq))
     else:
@@ -476,8 +481,9 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
         f2 = f2_org
     dtm = dd / f2  # the model's minimizer on the first segment (f′₀ = −‖d‖²)
     if not np.count_nonzero((t <= dtm) & free):  # before the first breakpoint (or there is none)
-        dtm = max(dtm, 0.0)
-        return mem._axpy(d, x.copy(), x.size, dtm), free, nfree, dtm, dtm, q, nq
+        dtm = max(dtm, 0.0)  # xc = x + dtm·d, c = Vᵀ(xc − x) = −dtm·q
+        return mem._axpy(gz, x.copy(), x.size, -dtm), free, nfree, dtm, -dtm, q, nq
+    d = np.negative(gz)
     # variables moving along −g with no bound ahead: the path ends in a ray
     bnded = not np.count_nonzero((t == math.inf) & (d != 0.0))
     idx = np.flatnonzero((t < math.inf) & free)
@@ -496,7 +502,7 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
         # qʲ = Vᵀdʲ (rows of P) and cʲ = Vᵀzʲ (rows of C) for every segment
         P = np.zeros((nb + 1, 2 * k), x.dtype)
         np.cumsum(mem.V[:, idx].T * db[:, None], axis=0, out=P[1:])  # rows v_b of V
-        P = q - P
+        P = -q - P  # Vᵀd = −q
         C = np.zeros((nb + 1, 2 * k), x.dtype)
         np.cumsum(P[:-1] * dt[:, None], axis=0, out=C[1:])
         NP = mem.solve(P.T).T  # rows N⁻¹qʲ
@@ -540,8 +546,8 @@ def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, cscale, w, mem: Compa
         r = -gf
     else:  # r̂ = −ĝ − θ(x̂c − x̂) + θ V̂ N⁻¹c, with x̂c − x̂ = −tsum·ĝ
         r = gemv(theta * cscale, Vf.T, w, theta * tsum - 1.0, gf)
-    K = mem.N - Vf @ Vf.T
-    _, _, v, info = mem._gesv(K.T, np.dot(Vf, r), 1, 1)  # K is symmetric: K.T, no copy
+    K = mem._gemm(-1.0, Vf.T, Vf.T, 1.0, mem.N, 1)  # N − V̂ᵀV̂, Fortran-ordered
+    _, _, v, info = mem._gesv(K, np.dot(Vf, r), 1, 1)
     if info:
         return None
     rtheta = 1.0 / theta
@@ -858,9 +864,10 @@ def minimize_lbfgsb(
         nonfinite = False
         nback = 0
         if ok:
-            search.start(f, gd_old, min(stp, stpmx), 0.0, stpmx)
+            stp = min(stp, stpmx)
+            ftest = f + stp * (search.ftol * gd_old)  # the sufficient decrease at the first trial
+            first = True
             while True:
-                stp = search.stp
                 if stp == 1.0:
                     xt = z
                 else:
@@ -874,13 +881,30 @@ def minimize_lbfgsb(
                 ft, gt = evaluate(xt)
                 nback += 1
                 gd = dot(gt, d)
-                if not (math.isfinite(ft) and math.isfinite(gd)):
+                finite = math.isfinite(ft) and math.isfinite(gd)
+                if first:
+                    # the search's own test of its first trial, without starting it: accepted
+                    # when both conditions hold, or at stpmax with sufficient decrease and
+                    # gᵀd ≤ ftol·g₀ (MoreThuente.step's "converged" and "warning" there)
+                    if (
+                        finite
+                        and ft <= ftest
+                        and (
+                            abs(gd) <= search.gtol * -gd_old
+                            or (stp == stpmx and gd <= search.ftol * gd_old)
+                        )
+                    ):
+                        x, f, g = xt, ft, gt
+                        break
+                    search.start(f, gd_old, stp, 0.0, stpmx)
+                    first = False
+                if not finite:
                     nonfinite = True  # shrink toward the best step, outside the interval logic
                     search.stp = search.stx + 0.5 * (stp - search.stx)
-                    continue
-                if search.step(ft, gd) != "fg":
+                elif search.step(ft, gd) != "fg":
                     x, f, g = xt, ft, gt
                     break
+                stp = search.stp
         if not ok:
             x, f, g = x_old, f_old, g_old
             if mem.k == 0:  # already steepest descent: nothing else to try
