@@ -19,12 +19,12 @@ With V = [Y  S] (W = V·diag(I, θI)) the same matrix reads, θ out of the n-vec
     B = θ (I − V N⁻¹ Vᵀ),    N = [ −θD   Lᵀ  ]   (= θ·diag(I, θI)⁻¹ M⁻¹ diag(I, θI)⁻¹)
                                  [   L  SᵀS ]
 
-N is stored with each pair's two rows and columns side by side (y₁, s₁, y₂, s₂, …), so a new
-pair writes two rows and columns and the oldest one leaves by a shift; N is LU-factored once
-per update, for the solves N⁻¹q below. (L-BFGS-B factors T = θSᵀS + L D⁻¹ Lᵀ by Cholesky
-instead, ``formt``, and restarts when T is not numerically positive definite; here a singular
-N restarts, and a B that is not positive definite shows as an ascent direction, which the line
-search rejects: restart.)
+V and N are stored with each pair's two rows (and columns) side by side (y₁, s₁, y₂, s₂, …),
+so a new pair writes two rows and columns and the oldest one leaves without a copy
+(:class:`CompactLBFGS`); N is LU-factored once per update, for the solves N⁻¹q below.
+(L-BFGS-B factors T = θSᵀS + L D⁻¹ Lᵀ by Cholesky instead, ``formt``, and restarts when T is
+not numerically positive definite; here a singular N restarts, and a B that is not positive
+definite shows as an ascent direction, which the line search rejects: restart.)
 
 **Generalized Cauchy point** (BLNZ §4). Along the projected steepest-descent path
 x(t) = P(x − t g), P the projection on the box, each variable stops at its breakpoint
@@ -64,7 +64,7 @@ problem, t = min(1/‖d‖, 1)), at most ``maxls`` evaluations.
 
 **Update.** s = t d, y = g₊ − g; the pair is skipped when sᵀy ≤ ε·(−gᵀs) (ε the machine epsilon,
 L-BFGS-B 3.0's curvature test), else appended, dropping the oldest beyond m. A failed line
-search or a non-positive-definite factorization discards the memory and restarts from steepest
+search or a singular N or K (or a non-finite d̂) discards the memory and restarts from steepest
 descent; a failed search with an empty memory ends the run (status 2).
 
 **Stopping tests** (SciPy's, in SciPy's order, after each iteration): the callback raising
@@ -79,13 +79,15 @@ evaluated where x0 lives. A NumPy x0 means an objective of NumPy vectors (the Nu
 on the CPU, x and g cross as zero-copy views (``torch.from_numpy``, ``.numpy()``); on another
 device (CUDA), each evaluation copies x (n values) to the device and g back, one transfer and
 one synchronization each way (tens of µs), and the result comes back as tensors on x0's device.
-Why not torch on the device, or an array-namespace adapter: an iteration is ~100 operations on
-n-vectors and k × k matrices, most of them branching on a scalar (``any``, a comparison, a
-minimum), so its cost is per operation, not per flop — ~0.3 µs in NumPy, 3–10 µs in torch on the
-CPU, a kernel launch plus a synchronization on a GPU. The objective's forward and backward pass
-already costs more than the two transfers; the arithmetic moved to the host is O(m·n) per
-iteration, which a GPU would only win at n in the millions. One implementation serves every
-device, and each device pays for its copies in one place (:class:`_Bridge`).
+Why not torch on the device, or an array-namespace adapter: an iteration is ~55 operations on
+n-vectors and 2k × 2k matrices (NumPy ufuncs, BLAS dot/gemv/gemm/axpy, LAPACK getrf/getrs/gesv
+through SciPy's wrappers, a few gathers), several of them branching on a scalar (a count, a
+comparison, a minimum), so its cost is per operation, not per flop — ~0.2–3 µs in NumPy and
+SciPy, 3–10 µs in torch on the CPU, a kernel launch plus a synchronization on a GPU. The
+objective's forward and backward pass already costs more than the two transfers; the
+arithmetic moved to the host is O(m·n) per iteration, which a GPU would only win at n in the
+millions. One implementation serves every device, and each device pays for its copies in one
+place (:class:`_Bridge`).
 
 References:
     R. H. Byrd, P. Lu, J. Nocedal and C. Zhu, "A limited memory algorithm for bound
