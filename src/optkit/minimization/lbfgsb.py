@@ -447,19 +447,18 @@ def cauchy_point(
         path, not fixed by l = u).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        xc, free, _, _, cscale, c, _ = _cauchy(x, g, x - lower, x - upper, _Box(lower, upper), mem)
-    if c is None:
-        return xc, np.zeros(2 * mem.k, x.dtype), free
-    c = cscale * c  # Vᵀ(xc − x), the pairs' order: to W's
+        xc, free = _cauchy(x, g, x - lower, x - upper, _Box(lower, upper), mem)[:2]
+    c = mem.V @ (xc - x)  # Vᵀ(xc − x), the pairs' order: to W's
     return xc, np.concatenate([c[0::2], mem.theta * c[1::2]]), free
 
 
 def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
     """The GCP for x − l = ``xl``, x − u = ``xu``, under ``np.errstate`` ignoring division.
 
-    Returns ``(xc, free, nfree, tsum, cscale, c, w)``: xc, the mask of the variables free there
-    and their number, tsum with xc − x = tsum·(−g) on them, and c = Vᵀ(xc − x) and w = N⁻¹c as
-    ``cscale·c``, ``cscale·w`` (c, w None when xc = x or k = 0)."""
+    Returns ``(xc, free, nfree, tsum, q, w)``: xc, the mask of the variables free there and
+    their number, tsum with xc − x = tsum·(−g) on them; q = V̂ĝ when xc lies on the first segment
+    (no variable stopped on the path: the subspace step then starts from x), else None; w = N⁻¹c,
+    c = Vᵀ(xc − x), past the first segment (None when k = 0)."""
     theta, k = mem.theta, mem.k
     dot = mem._dot
     # tᵢ, where variable i meets the bound ahead along −g: (xᵢ − lᵢ)/gᵢ for gᵢ > 0,
@@ -472,7 +471,7 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
     dd = dot(gz, gz)
     nfree = int(np.count_nonzero(free))
     if dd == 0.0:  # nothing moves along the path
-        return x.copy(), free, nfree, 0.0, 0.0, None, None
+        return x.copy(), free, nfree, 0.0, None, None
     f2_org = theta * dd
     if k:
         q = np.dot(mem.V, gz)  # −Vᵀd
@@ -483,8 +482,8 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
         f2 = f2_org
     dtm = dd / f2  # the model's minimizer on the first segment (f′₀ = −‖d‖²)
     if not np.count_nonzero((t <= dtm) & free):  # before the first breakpoint (or there is none)
-        dtm = max(dtm, 0.0)  # xc = x + dtm·d, c = Vᵀ(xc − x) = −dtm·q
-        return mem._axpy(gz, x.copy(), x.size, -dtm), free, nfree, dtm, -dtm, q, nq
+        dtm = max(dtm, 0.0)  # xc = x + dtm·d
+        return mem._axpy(gz, x.copy(), x.size, -dtm), free, nfree, dtm, q, None
     d = np.negative(gz)
     # variables moving along −g with no bound ahead: the path ends in a ray
     bnded = not np.count_nonzero((t == math.inf) & (d != 0.0))
@@ -529,41 +528,46 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
     xc = x + tsum * d
     xc[passed] = np.where(g[passed] < 0, box.upper[passed], box.lower[passed])
     free[passed] = False
-    if not k:
-        return xc, free, nfree - j, tsum, 1.0, None, None
-    c = C[j] + dtm * P[j]
-    return xc, free, nfree - j, tsum, 1.0, c, mem.solve(c)
+    w = mem.solve(C[j] + dtm * P[j]) if k else None
+    return xc, free, nfree - j, tsum, None, w
 
 
 # --- subspace minimization -----------------------------------------------------------------------
-def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, cscale, w, mem: CompactLBFGS):
+def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, q, w, mem: CompactLBFGS):
     """The subspace minimizer over the free variables, projected or backtracked (BLNZ §5.1,
     Morales–Nocedal 2011). Returns ``(z, z − x, gᵀ(z − x))``, or None when K is singular.
 
-    The arguments after ``xc`` are :func:`_cauchy`'s (``free`` None: all free, xc = x)."""
+    The arguments after ``xc`` are :func:`_cauchy`'s (``free`` None: all free)."""
     theta, V, dot, gemv = mem.theta, mem.V, mem._dot, mem._gemv
     every = nfree == x.size  # all free: no gather / scatter
     Vf, gf = (V, g) if every else (V.compress(free, axis=1), g[free])  # V̂ᵀ, ĝ
-    if w is None:  # xc = x
-        r = -gf
-    else:  # r̂ = −ĝ − θ(x̂c − x̂) + θ V̂ N⁻¹c, with x̂c − x̂ = −tsum·ĝ
-        r = gemv(theta * cscale, Vf.T, w, theta * tsum - 1.0, gf)
     K = mem._gemm(-1.0, Vf.T, Vf.T, 1.0, mem.N, 1)  # N − V̂ᵀV̂, Fortran-ordered
-    _, _, v, info = mem._gesv(K, np.dot(Vf, r), 1, 1)
-    if info:
-        return None
-    rtheta = 1.0 / theta
-    dhat = gemv(rtheta, Vf.T, v, rtheta, r, 0, 1, 0, 1, 0, 1)  # (r̂ + V̂ K⁻¹ V̂ᵀr̂)/θ in r
+    mtheta = -1.0 / theta
+    if q is not None:
+        # xc on the first segment: the variables not free are at x there, so the model's
+        # minimizer over the free ones is x̂ − B̂⁻¹ĝ, B̂⁻¹ĝ = (ĝ + V̂ K⁻¹ V̂ᵀĝ)/θ, V̂ᵀĝ = q
+        base = x
+        _, _, v, info = mem._gesv(K, q, 1, 0)
+        if info:
+            return None
+        dhat = gemv(mtheta, Vf.T, v, mtheta, gf)
+    else:  # r̂ = −ĝ − θ(x̂c − x̂) + θ V̂ N⁻¹c with x̂c − x̂ = −tsum·ĝ; d̂ = B̂⁻¹r̂ from xc
+        base = xc
+        r = -gf if w is None else gemv(theta, Vf.T, w, theta * tsum - 1.0, gf)
+        _, _, v, info = mem._gesv(K, np.dot(Vf, r), 1, 1)
+        if info:
+            return None
+        dhat = gemv(-mtheta, Vf.T, v, -mtheta, r, 0, 1, 0, 1, 0, 1)  # (r̂ + V̂ K⁻¹ V̂ᵀr̂)/θ
     if not math.isfinite(dot(dhat, dhat)) and not np.isfinite(dhat).all():
         return None
     if not box.constrained:
-        z = x + dhat
+        z = base + dhat
         d = z - x
         return z, d, dot(g, d)
     if every:
-        zu = xc + dhat
+        zu = base + dhat
     else:
-        zu = xc.copy()
+        zu = base.copy()
         zu[free] += dhat
     # the projection moves only free variables (the others are at xc, inside the box)
     z = np.maximum(zu, box.lower)
@@ -575,6 +579,7 @@ def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, cscale, w, mem: Compa
     # The projected step is not a descent direction: backtrack to the box instead.
     fi = np.flatnonzero(free) if not every else slice(None)
     lf, uf, xf = box.lower[fi], box.upper[fi], xc[fi]
+    dhat = zu[fi] - xf  # the step from xc
     a_l, a_u = lf - xf, uf - xf
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(
@@ -837,11 +842,11 @@ def minimize_lbfgsb(
             if constrained or mem.k == 0:
                 if not constrained:
                     xl, xu = x - lower, x - upper
-                xc, free, nfree, tsum, cscale, _, w = _cauchy(x, g, xl, xu, box, mem)
+                xc, free, nfree, tsum, q, w = _cauchy(x, g, xl, xu, box, mem)
             else:  # L-BFGS: xc = x, every variable free
-                xc, free, nfree, tsum, cscale, w = x, None, n, 0.0, 0.0, None
+                xc, free, nfree, tsum, q, w = x, None, n, 0.0, np.dot(mem.V, g), None
             if mem.k and nfree:
-                step = _subspace_step(x, g, box, xc, free, nfree, tsum, cscale, w, mem)
+                step = _subspace_step(x, g, box, xc, free, nfree, tsum, q, w, mem)
                 if step is None:  # a factorization failed: forget the pairs, restart from −g
                     mem.reset()
                     continue
