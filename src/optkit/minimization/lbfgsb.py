@@ -49,7 +49,10 @@ V̂ = ZᵀV, B̂ = ZᵀBZ = θ(I − V̂ N⁻¹ V̂ᵀ), and by Sherman–Morris
 
 K = [[−θD − ŶᵀŶ, Lᵀ − ŶᵀŜ], [L − ŜᵀŶ, SᵀS − ŜᵀŜ]] (in the pairs' order) is solved by one LU
 factorization (``gesv``; L-BFGS-B's ``formk`` eliminates its blocks with two Cholesky
-factorizations of the same matrix scaled); a singular K restarts. Then the step is projected
+factorizations of the same matrix scaled); a singular K restarts. When x^c lies on the first
+segment (the usual case: no variable stopped on the path), the variables not free are at x
+there, and the minimizer is taken from x instead: x̂ − B̂⁻¹ĝ = x̂ − (ĝ + V̂ K⁻¹ V̂ᵀĝ)/θ, with
+V̂ᵀĝ known from the Cauchy step (the same point as x̂^c + d̂). Then the step is projected
 on the box, x̄ = P(x^c + Z d̂) (Morales & Nocedal 2011); if that projection moved a variable and
 leaves an ascent direction, (x̄ − x)ᵀg > 0, the step backtracks instead to the largest α ≤ 1
 with x^c + α Z d̂ in the box. (L-BFGS-B tests "lands on a bound" rather than "was moved": the
@@ -456,7 +459,7 @@ def _cauchy(x, g, xl, xu, box: _Box, mem: CompactLBFGS):
     """The GCP for x − l = ``xl``, x − u = ``xu``, under ``np.errstate`` ignoring division.
 
     Returns ``(xc, free, nfree, tsum, q, w)``: xc, the mask of the variables free there and
-    their number, tsum with xc − x = tsum·(−g) on them; q = V̂ĝ when xc lies on the first segment
+    their number, tsum with xc − x = tsum·(−g) on them; q = V̂ᵀĝ when xc is on the first segment
     (no variable stopped on the path: the subspace step then starts from x), else None; w = N⁻¹c,
     c = Vᵀ(xc − x), past the first segment (None when k = 0)."""
     theta, k = mem.theta, mem.k
