@@ -875,7 +875,6 @@ def minimize_lbfgsb(
         nback = 0
         if ok:
             stp = min(stp, stpmx)
-            ftest = f + stp * (search.ftol * gd_old)  # the sufficient decrease at the first trial
             first = True
             while True:
                 if stp == 1.0:
@@ -892,18 +891,8 @@ def minimize_lbfgsb(
                 nback += 1
                 gd = dot(gt, d)
                 finite = math.isfinite(ft) and math.isfinite(gd)
-                if first:
-                    # the search's own test of its first trial, without starting it: accepted
-                    # when both conditions hold, or at stpmax with sufficient decrease and
-                    # gᵀd ≤ ftol·g₀ (MoreThuente.step's "converged" and "warning" there)
-                    if (
-                        finite
-                        and ft <= ftest
-                        and (
-                            abs(gd) <= search.gtol * -gd_old
-                            or (stp == stpmx and gd <= search.ftol * gd_old)
-                        )
-                    ):
+                if first:  # the search's own test of its first trial, without starting it
+                    if finite and search.accepts_first(f, gd_old, stp, stpmx, ft, gd):
                         x, f, g = xt, ft, gt
                         break
                     search.start(f, gd_old, stp, 0.0, stpmx)

@@ -138,6 +138,15 @@ class MoreThuente:
         self.sty, self.fy, self.gy = 0.0, f, g
         self.stmin, self.stmax = 0.0, stp + 4.0 * stp
 
+    def accepts_first(self, f0: float, g0: float, stp: float, stpmax: float, f, g) -> bool:
+        """Whether :meth:`step` would end the search at its first trial ``stp`` (phi = f,
+        phi′ = g there; phi(0) = f0, phi′(0) = g0) — "converged", or "warning" at stpmax —,
+        without :meth:`start`: a caller tests its first trial here and starts the search only
+        when it fails. No other "warning" can occur at a first trial (nothing is bracketed
+        yet, and stp > stpmin = 0)."""
+        ftest = f0 + stp * (self.ftol * g0)
+        return f <= ftest and (abs(g) <= self.gtol * -g0 or (stp == stpmax and g <= self.ftol * g0))
+
     def step(self, f: float, g: float) -> str:
         stp = self.stp
         ftest = self.finit + stp * self.gtest
