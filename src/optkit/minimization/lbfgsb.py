@@ -110,6 +110,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -122,6 +123,16 @@ from scipy.linalg.lapack import get_lapack_funcs
 
 from .more_thuente import MoreThuente
 from .result import OptimizeResult, Status
+
+try:  # the C engine (setup.py builds it; optional: the NumPy engine runs without it)
+    from . import _lbfgsb_core as _core
+
+    _CORE_ERROR = ""
+except ImportError as exc:  # pragma: no cover - a build without a C compiler
+    _core, _CORE_ERROR = None, str(exc)
+
+#: Whether this installation has the C engine (float64 runs use it unless ``engine="numpy"``).
+HAVE_CORE = _core is not None
 
 __all__ = ["CompactLBFGS", "LbfgsInvHessProduct", "cauchy_point", "minimize_lbfgsb"]
 
@@ -626,6 +637,178 @@ def _projected_grad_norm(x: np.ndarray, g: np.ndarray, box: _Box, amax):
     return float(abs(pg[amax(pg)])), xl, xu
 
 
+# --- the engines ---------------------------------------------------------------------------------
+class _NumpyEngine:
+    """One L-BFGS-B iteration at a time in NumPy: the reference engine, for every float dtype.
+
+    The interface the driver (:func:`minimize_lbfgsb`) calls, which the C engine
+    (``_lbfgsb_core.Engine``, float64) has too: ``iterate(evaluate, x, f, g, first_iteration,
+    maxls)`` runs steps 1–3 of an iteration (Cauchy point, subspace step, line search, with the
+    restarts from steepest descent) and returns ``(xt, ft, gt)`` at the accepted point, or 2
+    (the search failed from steepest descent) or 3 (and met NaN/Inf); ``update(g_old, g)`` adds
+    the iteration's pair (step 5); ``pgnorm(x, g)`` is the projected-gradient norm;
+    ``pairs_oldest_first()`` and ``k`` give the memory."""
+
+    c = False
+
+    def __init__(self, box: _Box, m: int, dtype: np.dtype) -> None:
+        self.box = box
+        self.mem = CompactLBFGS(box.lower.size, m, dtype)
+        self.search = MoreThuente()
+        self._xl = (None, None, None)  # (x, x − l, x − u) of the last pgnorm
+
+    @property
+    def k(self) -> int:
+        return self.mem.k
+
+    def pairs_oldest_first(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.mem.S.copy(), self.mem.Y.copy()
+
+    def pgnorm(self, x: np.ndarray, g: np.ndarray) -> float:
+        sbgnrm, xl, xu = _projected_grad_norm(x, g, self.box, self.mem._amax)
+        self._xl = (x, xl, xu)
+        return sbgnrm
+
+    def iterate(self, evaluate, x, f, g, first_iteration: bool, maxls: int):
+        box, mem, search = self.box, self.mem, self.search
+        lower, upper = box.lower, box.upper
+        constrained, boxed, n = box.constrained, box.boxed, x.size
+        dot, axpy = mem._dot, mem._axpy
+        x_of, xl, xu = self._xl
+        if x_of is not x or xl is None:  # (pgnorm leaves them out without bounds)
+            xl, xu = x - lower, x - upper
+        # the divisions by zero of _cauchy and _max_step are theirs (module docstring of each)
+        quiet = {"divide": "ignore", "invalid": "ignore"}
+        while True:
+            with np.errstate(**quiet):
+                # 1. generalized Cauchy point and 2. subspace minimization
+                if constrained or mem.k == 0:
+                    xc, free, nfree, tsum, q, w = _cauchy(x, g, xl, xu, box, mem)
+                else:  # L-BFGS: xc = x, every variable free
+                    xc, free, nfree, tsum, q, w = x, None, n, 0.0, np.dot(mem.V, g), None
+                if mem.k and nfree:
+                    step = _subspace_step(x, g, box, xc, free, nfree, tsum, q, w, mem)
+                    if step is None:  # a factorization failed: forget the pairs, restart
+                        mem.reset()
+                        continue
+                    z, d, gd_old = step
+                else:
+                    z = xc
+                    d = z - x
+                    gd_old = dot(g, d)
+                # 3. line search along d = z − x, inside the box
+                dtd = dot(d, d)
+                if constrained:
+                    stpmx = 1.0 if first_iteration else _max_step(xl, xu, d)
+                else:
+                    stpmx = _BIG_STEP
+            if first_iteration and not boxed:
+                dnorm = math.sqrt(dtd)
+                stp = min(1.0 / dnorm, stpmx) if dnorm > 0 else stpmx
+            else:
+                stp = 1.0
+            ok = gd_old < 0 and stpmx > 0
+            nonfinite = False
+            nback = 0
+            if ok:
+                stp = min(stp, stpmx)
+                first = True
+                while True:
+                    if stp == 1.0:
+                        xt = z
+                    else:
+                        xt = axpy(d, x.copy(), n, stp)
+                        if constrained:
+                            np.maximum(xt, lower, out=xt)
+                            np.minimum(xt, upper, out=xt)
+                    if nback >= maxls:
+                        ok = False
+                        break
+                    ft, gt = evaluate(xt)
+                    nback += 1
+                    gd = dot(gt, d)
+                    finite = math.isfinite(ft) and math.isfinite(gd)
+                    if first:  # the search's own test of its first trial, without starting it
+                        if finite and search.accepts_first(f, gd_old, stp, stpmx, ft, gd):
+                            break
+                        search.start(f, gd_old, stp, 0.0, stpmx)
+                        first = False
+                    if not finite:
+                        nonfinite = True  # shrink toward the best step, outside the interval
+                        search.stp = search.stx + 0.5 * (stp - search.stx)
+                    elif search.step(ft, gd) != "fg":
+                        break
+                    stp = search.stp
+            if not ok:
+                if mem.k == 0:  # already steepest descent: nothing else to try
+                    return 3 if nonfinite else 2
+                mem.reset()
+                continue
+            self._last = (d, stp, gd, gd_old, dtd)
+            return xt, ft, gt
+
+    def update(self, g_old: np.ndarray, g: np.ndarray) -> bool:
+        d, stp, gd, gd_old, dtd = self._last
+        mem = self.mem
+        y = g - g_old
+        if stp == 1.0:
+            sty, gts = gd - gd_old, -gd_old
+            s = d
+        else:
+            sty, gts = (gd - gd_old) * stp, -gd_old * stp
+            s = stp * d
+        if sty <= self.box.eps * gts:
+            return False  # skip the pair: too little curvature along s
+        if not mem.update(s, y, sty, stp * stp * dtd, mem._dot(y, y)):
+            mem.reset()
+            return False
+        return True
+
+
+class _CEngine:
+    """The C engine (``_lbfgsb_core.Engine``) behind :class:`_NumpyEngine`'s interface."""
+
+    c = True
+
+    def __init__(self, box: _Box, m: int) -> None:
+        self._core = core = _core.Engine(box.lower, box.upper, m, _empty(box.lower.size), _as_f64)
+        self.iterate, self.update, self.pgnorm = core.iterate, core.update, core.pgnorm
+        self.n = box.lower.size
+
+    @property
+    def k(self) -> int:
+        return self._core.k
+
+    def pairs_oldest_first(self) -> tuple[np.ndarray, np.ndarray]:
+        S, Y = np.empty((self._core.k, self.n)), np.empty((self._core.k, self.n))
+        self._core.pairs(S, Y)
+        return S, Y
+
+
+def _empty(n: int) -> Callable[[], np.ndarray]:
+    return functools.partial(np.empty, n, np.float64)
+
+
+_as_f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+
+
+def _engine(choice: str, box: _Box, m: int, dtype: np.dtype):
+    """The C engine for float64 when it is built (``choice`` "auto" or "c"), else NumPy's."""
+    if choice == "numpy" or dtype != np.float64:
+        if choice == "c":
+            raise ValueError(f"engine='c' runs float64 only, x0 is {dtype}")
+        return _NumpyEngine(box, m, dtype)
+    if _core is None:
+        if choice == "c":
+            raise RuntimeError(
+                "engine='c': the C extension optkit.minimization._lbfgsb_core is not built "
+                f"({_CORE_ERROR}); reinstall optkit with a C compiler"
+            )
+        return _NumpyEngine(box, m, dtype)
+    return _CEngine(box, m)
+
+
+
 # --- the driver ----------------------------------------------------------------------------------
 def _check(name: str, value: Any, low: float, integer: bool) -> Any:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -682,8 +865,8 @@ class _Bridge:
         a = a.reshape(self.shape).copy()
         return torch.from_numpy(a).to(self.device) if self.torch else a
 
-    def hess_inv(self, mem: CompactLBFGS) -> LbfgsInvHessProduct:
-        S, Y = mem.S.copy(), mem.Y.copy()
+    def hess_inv(self, pairs: tuple[np.ndarray, np.ndarray]) -> LbfgsInvHessProduct:
+        S, Y = pairs
         if self.torch:
             return LbfgsInvHessProduct(
                 torch.from_numpy(S).to(self.device), torch.from_numpy(Y).to(self.device)
@@ -704,6 +887,7 @@ def minimize_lbfgsb(
     maxfun: int = 15000,
     maxls: int = 20,
     callback: Callable[[OptimizeResult], Any] | None = None,
+    engine: str = "auto",
     _copy_device: bool = False,
 ) -> OptimizeResult:
     """Minimize ``f`` over the box ``lower ≤ x ≤ upper`` by L-BFGS-B (see the module docstring).
@@ -795,6 +979,8 @@ def minimize_lbfgsb(
         raise ValueError(f"maxls must be a positive integer, got {maxls!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if engine not in ("auto", "c", "numpy"):
+        raise ValueError(f"engine must be 'auto', 'c' or 'numpy', got {engine!r}")
     shape = tuple(x0.shape)
     bridge = _Bridge(x0, shape, _copy_device)
     x = _host(x0).reshape(-1)
@@ -805,12 +991,8 @@ def minimize_lbfgsb(
     if not np.isfinite(x).all():
         raise ValueError("x0 must be finite (it contains NaN or Inf)")
     x = np.minimum(np.maximum(x, box.lower), box.upper)  # a new array: x0 is never written
-    n = x.size
-    lower, upper = box.lower, box.upper
     evaluate = bridge.evaluator(objective, dtype)
-    constrained, boxed, eps = box.constrained, box.boxed, box.eps
-    mem = CompactLBFGS(n, maxcor, dtype)
-    search = MoreThuente()
+    eng = _engine(engine, box, maxcor, dtype)
 
     def finish(status: Status, message: str, nit: int) -> OptimizeResult:
         return OptimizeResult(
@@ -825,97 +1007,31 @@ def minimize_lbfgsb(
             success=status == Status.SUCCESS,
             message=message,
             method="L-BFGS-B",
-            hess_inv=bridge.hess_inv(mem),
+            hess_inv=bridge.hess_inv(eng.pairs_oldest_first()),
         )
 
     f, g = evaluate(x)
     if not (math.isfinite(f) and np.isfinite(g).all()):
         return finish(Status.NONFINITE, MESSAGES["nonfinite"] + " at x0", 0)
-    dot, axpy, amax = mem._dot, mem._axpy, mem._amax
-    sbgnrm, xl, xu = _projected_grad_norm(x, g, box, amax)  # xl = x − l, xu = x − u
-    if sbgnrm <= gtol:
+    if eng.c:
+        g = np.ascontiguousarray(g, dtype=np.float64)
+    if eng.pgnorm(x, g) <= gtol:
         return finish(Status.SUCCESS, MESSAGES["pgtol"], 0)
-
-    # the divisions by zero of _cauchy and _max_step are theirs (module docstring of each)
-    quiet = {"divide": "ignore", "invalid": "ignore"}
+    iterate, update, pgnorm = eng.iterate, eng.update, eng.pgnorm
     it = 0  # iterations completed (L-BFGS-B's iter; also SciPy's nit)
     while True:
-        with np.errstate(**quiet):
-            # 1. generalized Cauchy point and 2. subspace minimization
-            if constrained or mem.k == 0:
-                if not constrained:
-                    xl, xu = x - lower, x - upper
-                xc, free, nfree, tsum, q, w = _cauchy(x, g, xl, xu, box, mem)
-            else:  # L-BFGS: xc = x, every variable free
-                xc, free, nfree, tsum, q, w = x, None, n, 0.0, np.dot(mem.V, g), None
-            if mem.k and nfree:
-                step = _subspace_step(x, g, box, xc, free, nfree, tsum, q, w, mem)
-                if step is None:  # a factorization failed: forget the pairs, restart from −g
-                    mem.reset()
-                    continue
-                z, d, gd_old = step
-            else:
-                z = xc
-                d = z - x
-                gd_old = dot(g, d)
-            # 3. line search along d = z − x, inside the box
-            dtd = dot(d, d)
-            if constrained:
-                stpmx = 1.0 if it == 0 else _max_step(xl, xu, d)
-            else:
-                stpmx = _BIG_STEP
-        if it == 0 and not boxed:
-            dnorm = math.sqrt(dtd)
-            stp = min(1.0 / dnorm, stpmx) if dnorm > 0 else stpmx
-        else:
-            stp = 1.0
-        f_old, g_old, x_old = f, g, x
-        ok = gd_old < 0 and stpmx > 0
-        nonfinite = False
-        nback = 0
-        if ok:
-            stp = min(stp, stpmx)
-            first = True
-            while True:
-                if stp == 1.0:
-                    xt = z
-                else:
-                    xt = axpy(d, x_old.copy(), n, stp)
-                    if constrained:
-                        np.maximum(xt, lower, out=xt)
-                        np.minimum(xt, upper, out=xt)
-                if nback >= maxls:
-                    ok = False
-                    break
-                ft, gt = evaluate(xt)
-                nback += 1
-                gd = dot(gt, d)
-                finite = math.isfinite(ft) and math.isfinite(gd)
-                if first:  # the search's own test of its first trial, without starting it
-                    if finite and search.accepts_first(f, gd_old, stp, stpmx, ft, gd):
-                        x, f, g = xt, ft, gt
-                        break
-                    search.start(f, gd_old, stp, 0.0, stpmx)
-                    first = False
-                if not finite:
-                    nonfinite = True  # shrink toward the best step, outside the interval logic
-                    search.stp = search.stx + 0.5 * (stp - search.stx)
-                elif search.step(ft, gd) != "fg":
-                    x, f, g = xt, ft, gt
-                    break
-                stp = search.stp
-        if not ok:
-            x, f, g = x_old, f_old, g_old
-            if mem.k == 0:  # already steepest descent: nothing else to try
-                if nonfinite:
-                    return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
-                return finish(Status.LINE_SEARCH, MESSAGES["abnormal"], it)
-            mem.reset()
-            continue
+        # 1.–3. Cauchy point, subspace step, line search (restarts inside)
+        step = iterate(evaluate, x, f, g, it == 0, maxls)
+        if type(step) is int:  # the search failed from steepest descent
+            if step == 3:
+                return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
+            return finish(Status.LINE_SEARCH, MESSAGES["abnormal"], it)
+        f_old, g_old = f, g
+        x, f, g = step
         # 4. the new iterate: callback, limits, convergence (SciPy's order). g is finite here:
         # an Inf or NaN in g makes gᵀd Inf or NaN, which the search does not accept.
         it += 1
-        sbgnrm, xl, xu = _projected_grad_norm(x, g, box, amax)
+        sbgnrm = pgnorm(x, g)
         if not math.isfinite(sbgnrm):
             return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
         if callback is not None:
@@ -945,17 +1061,7 @@ def minimize_lbfgsb(
         if f_old - f <= ftol * max(abs(f_old), abs(f), 1.0):
             return finish(Status.SUCCESS, MESSAGES["ftol"], it)
         # 5. the curvature pair
-        y = g - g_old
-        if stp == 1.0:
-            sty, gts = gd - gd_old, -gd_old
-            s = d
-        else:
-            sty, gts = (gd - gd_old) * stp, -gd_old * stp
-            s = stp * d
-        if sty <= eps * gts:
-            continue  # skip the pair: too little curvature along s
-        if not mem.update(s, y, sty, stp * stp * dtd, dot(y, y)):
-            mem.reset()
+        update(g_old, g)
 
 
 def _bounds(bridge: _Bridge, lower: Any, upper: Any, x: np.ndarray, shape) -> _Box:
