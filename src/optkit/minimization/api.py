@@ -237,44 +237,52 @@ def _bfgs(o: dict) -> directions.BFGS:
     return directions.BFGS(o["h0"], o["hess_inv0"])
 
 
-#: L-BFGS-B's messages (SciPy's ``task`` strings) for the loop's stopping reasons.
-_LBFGSB_MESSAGES = {
-    "gtol": "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
-    "ftol": "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
-    "maxiter": "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
-    "maxfun": "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
-    "abnormal": "ABNORMAL: ",
-}
+def _run_lbfgsb(objective, x0, o, report, bounds=None) -> LoopResult:
+    """L-BFGS-B, with or without bounds: :func:`optkit.minimization.lbfgsb.minimize_lbfgsb`
+    (without bounds every bound is infinite, and the iteration is L-BFGS with B₀ = θI and
+    L-BFGS-B's line search and stopping tests, as SciPy's ``L-BFGS-B`` without bounds)."""
+    from .lbfgsb import minimize_lbfgsb
 
+    if bounds is None:
+        n = x0.size if isinstance(x0, np.ndarray) else x0.numel()
+        dtype = x0.dtype if isinstance(x0, np.ndarray) else x0.cpu().numpy().dtype
+        lower, upper = np.full(n, -np.inf, dtype), np.full(n, np.inf, dtype)
+    else:
+        lower, upper = (b.cpu().numpy() for b in bounds)  # the iteration runs in NumPy
+        if isinstance(objective, CallableObjective):  # finite differences stay inside the box
+            objective.bounds = (lower, upper)
+    stopped = []  # (minimize_lbfgsb starts from x0 clipped to the box, as SciPy)
+    step = [0]
 
-def _run_lbfgsb(objective, x0, o, report) -> LoopResult:
-    """L-BFGS-B without bounds: optkit's L-BFGS with L-BFGS-B's stopping tests and constants
-    (sufficient decrease c1 = 1e-3 and curvature c2 = 0.9 as its line search ``dcsrch``, at most
-    ``maxls`` evaluations per search, ``maxfun``). Bounds go to :mod:`.lbfgsb` (see minimize)."""
-    direction = directions.LBFGS(o["maxcor"], guard_rise=True)
-    out = descent_loop(
+    def callback(intermediate_result):
+        step[0] += 1
+        if report is not None and report(
+            intermediate_result.x, intermediate_result.fun, None, step[0]
+        ):
+            stopped.append(True)
+            raise StopIteration
+
+    trace: list | None = [] if o["record"] else None
+    r = minimize_lbfgsb(
         objective,
         x0,
-        direction,
-        max_iter=o["maxiter"],
-        gtol=o["gtol"],
+        lower,
+        upper,
+        maxcor=o["maxcor"],
         ftol=o["ftol"],
-        c1=1e-3,
-        c2=0.9,
-        max_ls=o["maxls"],
-        max_fev=o["maxfun"],
-        record=o["record"],
-        report=report,
+        gtol=o["gtol"],
+        maxiter=o["maxiter"],
+        maxfun=o["maxfun"],
+        maxls=o["maxls"],
+        callback=callback if report is not None else None,
+        _trace=trace,
     )
-    out.hess_inv = _inverse_hessian(direction, x0)
-    if out.status == Status.SUCCESS:
-        key = "ftol" if out.detail.startswith("relative") else "gtol"
-    elif out.status == Status.MAX_ITER:
-        key = "maxfun" if "maxfun" in out.detail else "maxiter"
-    else:
-        key = "abnormal" if out.status == Status.LINE_SEARCH else ""
-    if key:
-        out.message = _LBFGSB_MESSAGES[key]
+    status = Status.CALLBACK if stopped else Status(int(r.status))
+    out = LoopResult(r.x, float(r.fun), r.jac, int(r.nit), status)
+    out.message = "" if stopped else str(r.get("message", ""))
+    out.hess_inv = r.get("hess_inv")
+    if trace is not None:
+        out.xs, out.fs = [x for x, _ in trace], [f for _, f in trace]
     return out
 
 
@@ -386,7 +394,7 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "l-bfgs-b",
-            "L-BFGS-B: L-BFGS with SciPy's L-BFGS-B stopping tests; box bounds",
+            "L-BFGS-B (Byrd, Lu, Nocedal & Zhu): L-BFGS with box bounds, SciPy's algorithm",
             "grad",
             {
                 "maxcor": 10,
@@ -671,7 +679,7 @@ def _print_disp(res: OptimizeResult, message: str) -> None:
 def _solve(objective, x0, spec, o, report, to_user, kind, bounds=None) -> OptimizeResult:
     record = o["record"] or o.get("return_all", False)
     if bounds is not None:
-        out = _run_bounded(objective, x0, bounds, o, report)
+        out = _run_lbfgsb(objective, x0, {**o, "record": record}, report, bounds)
     else:
         out = spec.run(objective, x0, o if record == o["record"] else {**o, "record": True}, report)
     base = out.message or out.status.message
@@ -707,49 +715,6 @@ def _solve(objective, x0, spec, o, report, to_user, kind, bounds=None) -> Optimi
     if o.get("disp"):
         _print_disp(res, base)
     return res
-
-
-def _run_bounded(objective, x0, bounds, o, report) -> LoopResult:
-    """L-BFGS-B with bounds: :func:`optkit.minimization.lbfgsb.minimize_lbfgsb`."""
-    try:
-        from .lbfgsb import minimize_lbfgsb
-    except ImportError as exc:  # pragma: no cover - the module ships with the package
-        raise NotImplementedError(
-            "method='L-BFGS-B' with bounds needs optkit.minimization.lbfgsb, which is missing "
-            "from this installation"
-        ) from exc
-    lower, upper = (b.cpu().numpy() for b in bounds)  # the iteration runs in NumPy
-    if isinstance(objective, CallableObjective):  # finite differences stay inside the box
-        objective.bounds = (lower, upper)
-    stopped = []  # (minimize_lbfgsb starts from x0 clipped to the box, as SciPy)
-    step = [0]
-
-    def callback(intermediate_result):
-        step[0] += 1
-        if report is not None and report(
-            intermediate_result.x, intermediate_result.fun, None, step[0]
-        ):
-            stopped.append(True)
-            raise StopIteration
-
-    r = minimize_lbfgsb(
-        objective,
-        x0,
-        lower,
-        upper,
-        maxcor=o["maxcor"],
-        ftol=o["ftol"],
-        gtol=o["gtol"],
-        maxiter=o["maxiter"],
-        maxfun=o["maxfun"],
-        maxls=o["maxls"],
-        callback=callback if report is not None else None,
-    )
-    status = Status.CALLBACK if stopped else Status(int(r.status))
-    out = LoopResult(r.x, float(r.fun), r.jac, int(r.nit), status)
-    out.message = "" if stopped else str(r.get("message", ""))
-    out.hess_inv = r.get("hess_inv")
-    return out
 
 
 def minimize(

@@ -889,6 +889,7 @@ def minimize_lbfgsb(
     callback: Callable[[OptimizeResult], Any] | None = None,
     engine: str = "auto",
     _copy_device: bool = False,
+    _trace: list | None = None,
 ) -> OptimizeResult:
     """Minimize ``f`` over the box ``lower ≤ x ≤ upper`` by L-BFGS-B (see the module docstring).
 
@@ -1015,6 +1016,8 @@ def minimize_lbfgsb(
         return finish(Status.NONFINITE, MESSAGES["nonfinite"] + " at x0", 0)
     if eng.c:
         g = np.ascontiguousarray(g, dtype=np.float64)
+    if _trace is not None:  # optkit's record option: (x, f) at x0 and after each iteration
+        _trace.append((bridge.out(x), f))
     if eng.pgnorm(x, g) <= gtol:
         return finish(Status.SUCCESS, MESSAGES["pgtol"], 0)
     iterate, update, pgnorm = eng.iterate, eng.update, eng.pgnorm
@@ -1031,6 +1034,8 @@ def minimize_lbfgsb(
         # 4. the new iterate: callback, limits, convergence (SciPy's order). g is finite here:
         # an Inf or NaN in g makes gᵀd Inf or NaN, which the search does not accept.
         it += 1
+        if _trace is not None:
+            _trace.append((bridge.out(x), f))
         sbgnrm = pgnorm(x, g)
         if not math.isfinite(sbgnrm):
             return finish(Status.NONFINITE, MESSAGES["nonfinite"], it)
