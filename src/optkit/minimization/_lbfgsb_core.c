@@ -73,11 +73,19 @@ static void lu_solve(const double *lu, const int *piv, Py_ssize_t p, double *x)
     }
 }
 
+/* aᵀb in four partial sums (as BLAS ddot unrolls: the compiler vectorizes it) */
 static double dot(const double *a, const double *b, Py_ssize_t n)
 {
-    double s = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
 /* --- Moré–Thuente (more_thuente.py: dcstep, MoreThuente) ----------------------------------- */
@@ -250,6 +258,7 @@ typedef struct {
     /* the memory (CompactLBFGS): windows on buffers of 2m pairs */
     double *V;  /* 4m × n: rows y₁, s₁, y₂, s₂, … */
     double *N;  /* 4m × 4m */
+    double *G;  /* 4m × 4m, the Gram matrix V Vᵀ in N's layout (formk's role: K from it) */
     double *D;  /* 2m */
     Py_ssize_t k, start;
     double theta;
@@ -275,7 +284,7 @@ static void engine_reset(Engine *e)
 static void engine_dealloc(Engine *e)
 {
     PyMem_Free(e->lower); PyMem_Free(e->upper);
-    PyMem_Free(e->V); PyMem_Free(e->N); PyMem_Free(e->D);
+    PyMem_Free(e->V); PyMem_Free(e->N); PyMem_Free(e->G); PyMem_Free(e->D);
     PyMem_Free(e->lu); PyMem_Free(e->piv); PyMem_Free(e->klu); PyMem_Free(e->kw); PyMem_Free(e->kpiv);
     PyMem_Free(e->t); PyMem_Free(e->gz); PyMem_Free(e->dvec); PyMem_Free(e->dhat);
     PyMem_Free(e->zu); PyMem_Free(e->ymem); PyMem_Free(e->vk); PyMem_Free(e->vk2);
@@ -320,6 +329,7 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->lower = PyMem_Malloc(nd); e->upper = PyMem_Malloc(nd);
     e->V = PyMem_Calloc((size_t)(4 * m) * n, sizeof(double));
     e->N = PyMem_Calloc((size_t)(16 * m * m), sizeof(double));
+    e->G = PyMem_Calloc((size_t)(16 * m * m), sizeof(double));
     e->D = PyMem_Calloc((size_t)(2 * m), sizeof(double));
     e->lu = PyMem_Malloc(md * 2 * m); e->piv = PyMem_Malloc((size_t)(2 * m) * sizeof(int));
     e->klu = PyMem_Malloc(md * 2 * m); e->kw = PyMem_Malloc(md * 2 * m); e->kpiv = PyMem_Malloc((size_t)(2 * m) * sizeof(int));
@@ -328,9 +338,9 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->vk = PyMem_Malloc(md); e->vk2 = PyMem_Malloc(md); e->vk3 = PyMem_Malloc(md);
     e->P = PyMem_Malloc(md); e->Pc = PyMem_Malloc(md); e->C = PyMem_Malloc(md);
     e->free_ = PyMem_Malloc((size_t)n);
-    e->fidx = PyMem_Malloc((size_t)n * sizeof(Py_ssize_t));
+    e->fidx = PyMem_Malloc((size_t)(n + 1) * sizeof(Py_ssize_t));
     e->brk = PyMem_Malloc((size_t)n * sizeof(*e->brk));
-    if (!e->lower || !e->upper || !e->V || !e->N || !e->D || !e->lu || !e->piv || !e->klu || !e->kw ||
+    if (!e->lower || !e->upper || !e->V || !e->N || !e->G || !e->D || !e->lu || !e->piv || !e->klu || !e->kw ||
         !e->kpiv || !e->t || !e->gz || !e->dvec || !e->dhat || !e->zu || !e->ymem || !e->vk ||
         !e->vk2 || !e->vk3 || !e->P || !e->Pc || !e->C || !e->free_ || !e->fidx || !e->brk) {
         PyBuffer_Release(&bl); PyBuffer_Release(&bu);
@@ -358,6 +368,7 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
 #define NS(e) (4 * (e)->m) /* row stride of N */
 #define VROW(e, r) ((e)->V + ((2 * (e)->start) + (r)) * (e)->n) /* row r of the window of V */
 #define NAT(e, i, j) ((e)->N[((2 * (e)->start) + (i)) * NS(e) + (2 * (e)->start) + (j)])
+#define GAT(e, i, j) ((e)->G[((2 * (e)->start) + (i)) * NS(e) + (2 * (e)->start) + (j)])
 
 /* out (2k) = V x (the window's rows) */
 static void V_times(const Engine *e, const double *x, double *out)
@@ -376,8 +387,10 @@ static int mem_update(Engine *e, const double *s, const double *y, double sty, d
     if (o + k == 2 * m) { /* the window at the buffers' end: move it to their start */
         Py_ssize_t i0 = 2 * o, rows = 2 * k;
         memmove(e->V, e->V + i0 * n, (size_t)(rows * n) * sizeof(double));
-        for (Py_ssize_t r = 0; r < rows; r++)
+        for (Py_ssize_t r = 0; r < rows; r++) {
             memmove(e->N + r * ns, e->N + (i0 + r) * ns + i0, (size_t)rows * sizeof(double));
+            memmove(e->G + r * ns, e->G + (i0 + r) * ns + i0, (size_t)rows * sizeof(double));
+        }
         memmove(e->D, e->D + o, (size_t)k * sizeof(double));
         o = 0;
     }
@@ -396,6 +409,11 @@ static int mem_update(Engine *e, const double *s, const double *y, double sty, d
     e->D[o + k] = sty;
     memcpy(e->V + i * n, y, (size_t)n * sizeof(double));
     memcpy(e->V + (i + 1) * n, s, (size_t)n * sizeof(double));
+    double *G = e->G; /* rows and columns i, i + 1 of V Vᵀ */
+    for (Py_ssize_t c = i0; c < i + 2; c++) {
+        G[i * ns + c] = G[c * ns + i] = dot(y, e->V + c * n, n);
+        G[(i + 1) * ns + c] = G[c * ns + i + 1] = dot(s, e->V + c * n, n);
+    }
     e->start = o; e->k = k + 1;
     double theta = yty / sty;
     e->theta = theta;
@@ -532,23 +550,36 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
     double theta = e->theta;
     int every = nfree == n;
     char *fr = e->free_;
-    Py_ssize_t *fi = e->fidx;
-    Py_ssize_t nf = 0;
+    Py_ssize_t *fi = e->fidx; /* the free variables from the front, the others from the back */
+    Py_ssize_t nf = 0, nx = n;
     if (every) {
         for (Py_ssize_t i = 0; i < n; i++) fi[i] = i;
         nf = n;
     } else {
-        for (Py_ssize_t i = 0; i < n; i++) if (fr[i]) fi[nf++] = i;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (fr[i]) fi[nf++] = i;
+            else fi[--nx] = i;
+        }
     }
-    /* K = N − V̂ᵀV̂ (p × p) into kw, its LU into klu */
+    /* K = N − V̂ᵀV̂ (p × p) into kw, its LU into klu. V̂ᵀV̂ = V Vᵀ − (the fixed variables' part)
+     * when fewer variables are fixed than free (L-BFGS-B's formk also updates rather than
+     * recomputes), else summed over the free ones. */
     double *K = e->klu, *Ktmp = e->kw;
+    int from_gram = n - nf < nf;
     for (Py_ssize_t r = 0; r < p; r++) {
         const double *vr = VROW(e, r);
         for (Py_ssize_t c = r; c < p; c++) {
             const double *vc = VROW(e, c);
             double s = 0.0;
-            if (every) s = dot(vr, vc, n);
-            else for (Py_ssize_t a = 0; a < nf; a++) s += vr[fi[a]] * vc[fi[a]];
+            if (every) {
+                s = GAT(e, r, c);
+            } else if (from_gram) {
+                double fixed = 0.0;
+                for (Py_ssize_t a = nf; a < n; a++) fixed += vr[fi[a]] * vc[fi[a]];
+                s = GAT(e, r, c) - fixed;
+            } else {
+                for (Py_ssize_t a = 0; a < nf; a++) s += vr[fi[a]] * vc[fi[a]];
+            }
             Ktmp[r * p + c] = NAT(e, r, c) - s;
             Ktmp[c * p + r] = NAT(e, c, r) - s;
         }
