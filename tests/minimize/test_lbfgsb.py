@@ -1,5 +1,8 @@
 """L-BFGS-B (optkit.minimization.lbfgsb): parity with SciPy's L-BFGS-B, and its pieces checked
-against explicit constructions (BFGS matrix, two-loop H·v, brute-force Cauchy point, KKT)."""
+against explicit constructions (BFGS matrix, two-loop H·v, brute-force Cauchy point, KKT).
+
+The parity tests run both engines, the C one (float64's default) and the NumPy one; the C
+engine's own checks (agreement with the NumPy engine, errors) are in test_lbfgsb_core.py."""
 
 import itertools
 import math
@@ -14,6 +17,7 @@ from scipy.optimize import fmin_l_bfgs_b, minimize
 from optkit import problems
 from optkit.minimization import Status
 from optkit.minimization.lbfgsb import (
+    HAVE_CORE,
     MESSAGES,
     CompactLBFGS,
     LbfgsInvHessProduct,
@@ -25,6 +29,14 @@ from optkit.minimization.objective import AutogradObjective
 F64 = torch.float64
 INF = math.inf
 PROPS = settings(max_examples=30, deadline=None, derandomize=True)
+
+
+@pytest.fixture(params=["c", "numpy"])
+def engine(request) -> str:
+    """Each L-BFGS-B engine in turn (the C one where this installation has it built)."""
+    if request.param == "c" and not HAVE_CORE:
+        pytest.skip("the C engine is not built (test_lbfgsb_core.py says why)")
+    return request.param
 
 
 def objective_of(fun, n, dtype=F64):
@@ -49,12 +61,14 @@ def bounds_of(pairs):
     return lo, hi
 
 
-def both(fun, x0, pairs, **options):
+def both(fun, x0, pairs, engine="auto", **options):
     """Run SciPy's and optkit's L-BFGS-B on the same problem; return both results."""
     x0 = np.asarray(x0, dtype=float)
     ref = minimize(numpy_fg(fun), x0, jac=True, method="L-BFGS-B", bounds=pairs, options=options)
     lo, hi = bounds_of(pairs)
-    res = minimize_lbfgsb(objective_of(fun, x0.size), torch.tensor(x0), lo, hi, **options)
+    res = minimize_lbfgsb(
+        objective_of(fun, x0.size), torch.tensor(x0), lo, hi, engine=engine, **options
+    )
     return ref, res
 
 
@@ -96,8 +110,8 @@ ROSEN_CASES = [
 
 
 @pytest.mark.parametrize(("name", "n", "x0", "pairs"), ROSEN_CASES, ids=[c[0] for c in ROSEN_CASES])
-def test_bounded_rosenbrock_matches_scipy(name, n, x0, pairs):
-    ref, res = both(rosen, x0, pairs)
+def test_bounded_rosenbrock_matches_scipy(name, n, x0, pairs, engine):
+    ref, res = both(rosen, x0, pairs, engine)
     assert_matches(ref, res)
     lo, hi = bounds_of(pairs)
     assert bool(((res.x >= lo) & (res.x <= hi)).all())
@@ -107,13 +121,13 @@ PROBLEM_NAMES = sorted(problems.PROBLEMS)
 
 
 @pytest.mark.parametrize("name", PROBLEM_NAMES)
-def test_problem_set_in_a_box_matches_scipy(name):
+def test_problem_set_in_a_box_matches_scipy(name, engine):
     # A box around the standard start on every other coordinate, the rest unbounded: most of
     # these boxes cut off the unconstrained minimizer, so the solution has active bounds.
     p = problems.PROBLEMS[name]
     x0 = p.x0.numpy()
     pairs = [(x0[i] - 1.0, x0[i] + 0.5) if i % 2 == 0 else (None, None) for i in range(x0.size)]
-    ref, res = both(p.fun, x0, pairs)
+    ref, res = both(p.fun, x0, pairs, engine)
     # quadratic_20 (cond 1e4) runs ~230 iterations to the ftol test: rounding moves the end point
     tight = name != "quadratic_20"
     if tight:
@@ -123,10 +137,10 @@ def test_problem_set_in_a_box_matches_scipy(name):
 
 
 @pytest.mark.parametrize("name", ["rosenbrock_10", "beale", "wood", "watson_6", "osborne1"])
-def test_without_bounds_matches_scipy(name):
+def test_without_bounds_matches_scipy(name, engine):
     # no finite bound: L-BFGS-B skips the Cauchy point once it has pairs (the L-BFGS step)
     p = problems.PROBLEMS[name]
-    ref, res = both(p.fun, p.x0.numpy(), [(None, None)] * p.dim)
+    ref, res = both(p.fun, p.x0.numpy(), [(None, None)] * p.dim, engine)
     assert_matches(ref, res, xtol=1e-7)
 
 
@@ -142,7 +156,7 @@ def test_all_variables_fixed_matches_scipy_fmin_l_bfgs_b():
     assert res.status == info["warnflag"] == 0 and res.message == info["task"]
 
 
-def test_quadratic_with_known_active_set():
+def test_quadratic_with_known_active_set(engine):
     # f = ½xᵀAx − bᵀx with b = A x* − λ: λᵢ > 0 at a lower bound, < 0 at an upper, 0 where free,
     # so x* is the KKT point, and the unique minimizer since A is positive definite
     rng = np.random.default_rng(7)
@@ -161,7 +175,7 @@ def test_quadratic_with_known_active_set():
     fun = lambda x: 0.5 * x @ At @ x - bt @ x  # noqa: E731
     pairs = list(zip(lo.tolist(), hi.tolist()))
     pairs = [(None if a == -INF else a, None if c == INF else c) for a, c in pairs]
-    ref, res = both(fun, np.zeros(n), pairs, ftol=1e-15, gtol=1e-9)
+    ref, res = both(fun, np.zeros(n), pairs, engine, ftol=1e-15, gtol=1e-9)
     # ftol = 1e-15: the last iterations move f by a few ulps, so how many of them run, and
     # where in a ~1e-8 neighbourhood of x* (|Δf| ~ λ·|Δx|², λ ≥ 1) the run stops, depend on
     # the rounding of the BLAS at hand (31 iterations against SciPy's 36 on one x86 CPU, equal
@@ -170,16 +184,16 @@ def test_quadratic_with_known_active_set():
     assert_matches(ref, res, xtol=5e-8, count_slack=0.25)
 
 
-def test_options_limits_and_messages_match_scipy():
+def test_options_limits_and_messages_match_scipy(engine):
     x0, pairs = 3.0 * np.ones(6), [(-2.0, 2.0)] * 6
     for options, status in (({"maxiter": 3}, 1), ({"maxfun": 4}, 1), ({"maxcor": 2}, 0)):
-        ref, res = both(rosen, x0, pairs, **options)
+        ref, res = both(rosen, x0, pairs, engine, **options)
         assert res.status == status
         assert_matches(ref, res, xtol=1e-6)  # ends by ftol 1e-5 from x*: rounding shows there
     assert res.message in (MESSAGES["ftol"], MESSAGES["pgtol"])
 
 
-def test_callback_sees_each_iterate_and_stops_on_stop_iteration():
+def test_callback_sees_each_iterate_and_stops_on_stop_iteration(engine):
     seen = []
 
     def cb(intermediate_result):
@@ -197,7 +211,9 @@ def test_callback_sees_each_iterate_and_stops_on_stop_iteration():
 
     ref = minimize(numpy_fg(rosen), x0, jac=True, method="L-BFGS-B", bounds=pairs, callback=ref_cb)
     lo, hi = bounds_of(pairs)
-    res = minimize_lbfgsb(objective_of(rosen, 4), torch.tensor(x0), lo, hi, callback=cb)
+    res = minimize_lbfgsb(
+        objective_of(rosen, 4), torch.tensor(x0), lo, hi, callback=cb, engine=engine
+    )
     assert res.status == ref.status == Status.CALLBACK == 99 and not res.success
     assert res.message == ref.message and res.nit == ref.nit == 3 and res.nfev == ref.nfev
     np.testing.assert_allclose([f for _, f in seen], ref_seen, rtol=1e-12)
@@ -213,13 +229,16 @@ def test_float32_and_shape_are_kept():
     assert res.success and float((res.x - 1).abs().max()) < 1e-2
 
 
-def test_nonfinite_values_end_with_a_status():
+def test_nonfinite_values_end_with_a_status(engine):
     lo, hi = torch.tensor([-1.0, -1.0], dtype=F64), torch.tensor([1.0, 1.0], dtype=F64)
-    res = minimize_lbfgsb(objective_of(lambda x: (x * math.nan).sum(), 2), hi.clone(), lo, hi)
+    res = minimize_lbfgsb(
+        objective_of(lambda x: (x * math.nan).sum(), 2), hi.clone(), lo, hi, engine=engine
+    )
     assert res.status == Status.NONFINITE and not res.success and res.nit == 0
     # log(x) is NaN below 0: the search shrinks back into the domain and converges
     fun = lambda x: (x - torch.log(x)).sum() + 30 * x.sum()  # noqa: E731
-    res = minimize_lbfgsb(objective_of(fun, 2), torch.full((2,), 0.9, dtype=F64), -hi, hi)
+    x0 = torch.full((2,), 0.9, dtype=F64)
+    res = minimize_lbfgsb(objective_of(fun, 2), x0, -hi, hi, engine=engine)
     assert res.success and math.isfinite(res.fun)
     np.testing.assert_allclose(res.x.numpy(), [1 / 31, 1 / 31], rtol=1e-4)
 

@@ -808,7 +808,6 @@ def _engine(choice: str, box: _Box, m: int, dtype: np.dtype):
     return _CEngine(box, m)
 
 
-
 # --- the driver ----------------------------------------------------------------------------------
 def _check(name: str, value: Any, low: float, integer: bool) -> Any:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -46,7 +46,8 @@ class Trajectory:
     """Iterates recorded with ``options={"record": True}``.
 
     Attributes:
-        x: Stacked iterates, shape ``(nit + 1, *x0.shape)``; row 0 is ``x0``.
+        x: Stacked iterates, shape ``(nit + 1, *x0.shape)``; row 0 is ``x0`` (for L-BFGS-B
+            with bounds, x0 projected on the box, where the run starts).
         fun: Objective values at those iterates, shape ``(nit + 1,)``.
     """
 
