@@ -13,7 +13,8 @@ DOCS_STAMP := $(VENV)/.installed-docs
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml
+# setup.py compiles L-BFGS-B's C engine into src/ (editable install): a changed C file rebuilds
+$(STAMP): $(PY) pyproject.toml setup.py src/optkit/minimization/_lbfgsb_core.c
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
@@ -77,3 +78,4 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache demo-output docs/_build docs/api/generated
+	rm -f src/optkit/minimization/_lbfgsb_core*.so
