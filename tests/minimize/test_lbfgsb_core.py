@@ -266,3 +266,34 @@ def test_l_bfgs_b_records_its_trajectory_with_and_without_bounds():
         for a, b in zip(xs[1:], seen):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(fs, [rosen(x) for x in xs], rtol=1e-12)
+
+
+@needs_core
+def test_engine_object_checks_its_arguments_and_state():
+    import functools
+
+    from optkit.minimization import _lbfgsb_core
+
+    Engine = _lbfgsb_core.Engine
+    empty, as_f64 = functools.partial(np.empty, 2), np.ascontiguousarray
+    fresh = Engine.__new__(Engine)  # no __init__: no buffers
+    with pytest.raises(RuntimeError, match="not initialized"):
+        fresh.pgnorm(np.zeros(2), np.zeros(2))
+    eng = Engine(np.zeros(2), np.ones(2), 3, empty, as_f64)
+    with pytest.raises(RuntimeError, match="already initialized"):
+        eng.__init__(np.zeros(2), np.ones(2), 3, empty, as_f64)
+    for lo, hi, m, match in (
+        (np.zeros(2, np.float32), np.ones(2), 3, "float64"),
+        (np.zeros(2), np.ones(3), 3, "upper must be a float64 array of 2 values"),
+        (np.zeros(2), np.ones(2), 0, "m >= 1"),
+        (np.zeros(0), np.ones(0), 2, "non-empty"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Engine(lo, hi, m, empty, as_f64)
+    with pytest.raises(TypeError, match="callable"):
+        Engine(np.zeros(2), np.ones(2), 3, None, as_f64)
+    # proj g = clip(g, x − u, x − l): 1 → clip(1, −0.5, 0.5) = 0.5, −2 → −0.5
+    assert eng.pgnorm(np.array([0.5, 0.5]), np.array([1.0, -2.0])) == 0.5
+    assert eng.k == 0 and eng.theta == 1.0
+    with pytest.raises(ValueError, match="x must be a float64 array of 2 values"):
+        eng.pgnorm(np.zeros(3), np.zeros(3))

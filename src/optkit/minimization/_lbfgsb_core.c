@@ -315,15 +315,24 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"lower", "upper", "m", "empty", "as_f64", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOnOO", kwlist, &lo, &hi, &m, &empty, &as_f64))
         return -1;
-    Py_buffer bl, bu;
-    if (PyObject_GetBuffer(lo, &bl, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    Py_ssize_t n = bl.len / 8;
-    if (get_buf(hi, &bu, n, 0, "upper") < 0) { PyBuffer_Release(&bl); return -1; }
-    if (bl.itemsize != 8 || strcmp(bl.format, "d") != 0 || m < 1 || n < 1) {
-        PyBuffer_Release(&bl); PyBuffer_Release(&bu);
-        PyErr_SetString(PyExc_ValueError, "lower must be a float64 array; m >= 1");
+    if (e->V != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine is already initialized");
         return -1;
     }
+    if (!PyCallable_Check(empty) || !PyCallable_Check(as_f64)) {
+        PyErr_SetString(PyExc_TypeError, "empty and as_f64 must be callable");
+        return -1;
+    }
+    Py_buffer bl, bu;
+    if (PyObject_GetBuffer(lo, &bl, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (bl.itemsize != 8 || bl.format == NULL || strcmp(bl.format, "d") != 0 || bl.len < 8 ||
+        m < 1) {
+        PyBuffer_Release(&bl);
+        PyErr_SetString(PyExc_ValueError, "lower must be a non-empty float64 array; m >= 1");
+        return -1;
+    }
+    Py_ssize_t n = bl.len / 8;
+    if (get_buf(hi, &bu, n, 0, "upper") < 0) { PyBuffer_Release(&bl); return -1; }
     e->n = n; e->m = m;
     size_t nd = (size_t)n * sizeof(double), md = (size_t)(2 * m) * sizeof(double);
     e->lower = PyMem_Malloc(nd); e->upper = PyMem_Malloc(nd);
@@ -715,6 +724,14 @@ static double pg_norm(const Engine *e, const double *x, const double *g)
     return best;
 }
 
+/* Methods need __init__ to have run (Engine.__new__ alone leaves no buffers). */
+static int ready(const Engine *e)
+{
+    if (e->V != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Engine is not initialized");
+    return 0;
+}
+
 static PyObject *new_array(Engine *e, Py_buffer *b)
 {
     PyObject *a = PyObject_CallNoArgs(e->empty);
@@ -765,6 +782,7 @@ PyDoc_STRVAR(iterate_doc,
 
 static PyObject *engine_iterate(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(e)) return NULL;
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "iterate takes 6 arguments");
         return NULL;
@@ -915,6 +933,7 @@ PyDoc_STRVAR(update_doc,
 
 static PyObject *engine_update(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(e)) return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "update takes 2 arguments");
         return NULL;
@@ -944,6 +963,7 @@ static PyObject *engine_update(Engine *e, PyObject *const *args, Py_ssize_t narg
 
 static PyObject *engine_pgnorm(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(e)) return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "pgnorm takes 2 arguments");
         return NULL;
@@ -962,6 +982,7 @@ PyDoc_STRVAR(pairs_doc,
 
 static PyObject *engine_pairs(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (!ready(e)) return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "pairs takes 2 arguments");
         return NULL;
