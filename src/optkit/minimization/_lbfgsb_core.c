@@ -379,16 +379,57 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
 #define NAT(e, i, j) ((e)->N[((2 * (e)->start) + (i)) * NS(e) + (2 * (e)->start) + (j)])
 #define GAT(e, i, j) ((e)->G[((2 * (e)->start) + (i)) * NS(e) + (2 * (e)->start) + (j)])
 
-/* out (2k) = V x (the window's rows) */
-static void V_times(const Engine *e, const double *x, double *out)
+/* Products with V stream its rows once, in blocks of BLK variables that stay in cache across
+ * the 2k rows (at n = 10⁶ a product is memory-bound). Index sets: fi = NULL is 0 … cnt − 1. */
+#define BLK 512
+
+/* out[r] = Σₐ V_r[fi(a)] x[a], r < 2k (V x, or V̂ x̂ over the variables fi) */
+static void v_dot(const Engine *e, const Py_ssize_t *fi, Py_ssize_t cnt, const double *x,
+                  double *out)
 {
     Py_ssize_t p = 2 * e->k;
-    for (Py_ssize_t r = 0; r < p; r++) out[r] = dot(VROW(e, r), x, e->n);
+    for (Py_ssize_t r = 0; r < p; r++) out[r] = 0.0;
+    for (Py_ssize_t a0 = 0; a0 < cnt; a0 += BLK) {
+        Py_ssize_t len = cnt - a0 < BLK ? cnt - a0 : BLK;
+        for (Py_ssize_t r = 0; r < p; r++) {
+            const double *vr = VROW(e, r);
+            if (fi == NULL) {
+                out[r] += dot(vr + a0, x + a0, len);
+            } else {
+                double sum = 0.0;
+                for (Py_ssize_t a = a0; a < a0 + len; a++) sum += vr[fi[a]] * x[a];
+                out[r] += sum;
+            }
+        }
+    }
 }
 
-/* CompactLBFGS.update: 0 when N is singular or θ not finite. s and y are n-vectors. */
-static int mem_update(Engine *e, const double *s, const double *y, double sty, double sts,
-                      double yty)
+/* out[a] = Σ_r v[r] V_r[fi(a)], a < cnt (Vᵀv, or V̂ᵀv) */
+static void vt_times(const Engine *e, const Py_ssize_t *fi, Py_ssize_t cnt, const double *v,
+                     double *out)
+{
+    Py_ssize_t p = 2 * e->k;
+    for (Py_ssize_t a0 = 0; a0 < cnt; a0 += BLK) {
+        Py_ssize_t len = cnt - a0 < BLK ? cnt - a0 : BLK;
+        double *o = out + a0;
+        for (Py_ssize_t a = 0; a < len; a++) o[a] = 0.0;
+        for (Py_ssize_t r = 0; r < p; r++) {
+            const double *vr = VROW(e, r);
+            double c = v[r];
+            if (fi == NULL) {
+                const double *src = vr + a0;
+                for (Py_ssize_t a = 0; a < len; a++) o[a] += c * src[a];
+            } else {
+                const Py_ssize_t *ix = fi + a0;
+                for (Py_ssize_t a = 0; a < len; a++) o[a] += c * vr[ix[a]];
+            }
+        }
+    }
+}
+
+/* CompactLBFGS.update: 0 when N is singular or θ not finite. s and y are n-vectors; yᵀy is
+ * taken from the Gram matrix. */
+static int mem_update(Engine *e, const double *s, const double *y, double sty, double sts)
 {
     Py_ssize_t n = e->n, m = e->m, ns = NS(e);
     Py_ssize_t o = e->start, k = e->k;
@@ -403,28 +444,37 @@ static int mem_update(Engine *e, const double *s, const double *y, double sty, d
         memmove(e->D, e->D + o, (size_t)k * sizeof(double));
         o = 0;
     }
-    Py_ssize_t i0 = 2 * o, i = 2 * (o + k);
-    double *N = e->N;
-    for (Py_ssize_t c = i0; c < i; c++) {
-        N[i * ns + c] = 0.0;
-        N[(i + 1) * ns + c] = dot(e->V + c * n, s, n);
+    Py_ssize_t i0 = 2 * o, i = 2 * (o + k), rows = i + 2 - i0;
+    memcpy(e->V + i * n, y, (size_t)n * sizeof(double));
+    memcpy(e->V + (i + 1) * n, s, (size_t)n * sizeof(double));
+    /* yᵀV_c and sᵀV_c for every row c of the new window (the new pair's own rows included):
+     * one pass over V */
+    double *gy = e->P, *gs = e->Pc;
+    for (Py_ssize_t c = 0; c < rows; c++) gy[c] = gs[c] = 0.0;
+    for (Py_ssize_t b0 = 0; b0 < n; b0 += BLK) {
+        Py_ssize_t len = n - b0 < BLK ? n - b0 : BLK;
+        for (Py_ssize_t c = 0; c < rows; c++) {
+            const double *vc = e->V + (i0 + c) * n + b0;
+            gy[c] += dot(y + b0, vc, len);
+            gs[c] += dot(s + b0, vc, len);
+        }
     }
-    for (Py_ssize_t r = i0; r < i; r++) {
-        N[r * ns + i] = N[i * ns + r];
-        N[r * ns + i + 1] = N[(i + 1) * ns + r];
+    double *N = e->N, *G = e->G;
+    for (Py_ssize_t c = 0; c < rows; c++) { /* rows and columns i, i + 1 of V Vᵀ */
+        G[i * ns + i0 + c] = G[(i0 + c) * ns + i] = gy[c];
+        G[(i + 1) * ns + i0 + c] = G[(i0 + c) * ns + i + 1] = gs[c];
+    }
+    /* row i + 1 of N: L[k, j] = sᵀyⱼ and sⱼᵀs in the columns of pair j (= G's row i + 1);
+     * row i: 0 (L is strictly lower); the columns i, i + 1 by symmetry */
+    for (Py_ssize_t c = i0; c < i; c++) {
+        N[i * ns + c] = N[c * ns + i] = 0.0;
+        N[(i + 1) * ns + c] = N[c * ns + i + 1] = gs[c - i0];
     }
     N[i * ns + i + 1] = N[(i + 1) * ns + i] = 0.0;
     N[(i + 1) * ns + i + 1] = sts;
     e->D[o + k] = sty;
-    memcpy(e->V + i * n, y, (size_t)n * sizeof(double));
-    memcpy(e->V + (i + 1) * n, s, (size_t)n * sizeof(double));
-    double *G = e->G; /* rows and columns i, i + 1 of V Vᵀ */
-    for (Py_ssize_t c = i0; c < i + 2; c++) {
-        G[i * ns + c] = G[c * ns + i] = dot(y, e->V + c * n, n);
-        G[(i + 1) * ns + c] = G[c * ns + i + 1] = dot(s, e->V + c * n, n);
-    }
     e->start = o; e->k = k + 1;
-    double theta = yty / sty;
+    double theta = gy[i - i0] / sty; /* yᵀy / sᵀy */
     e->theta = theta;
     for (Py_ssize_t j = 0; j <= k; j++) N[(2 * (o + j)) * ns + 2 * (o + j)] = e->D[o + j] * -theta;
     int bad = lu_factor(N + i0 * ns + i0, ns, 2 * (k + 1), e->lu, e->piv);
@@ -464,7 +514,7 @@ static void cauchy(Engine *e, const double *x, const double *g, double *xc, Py_s
     double f2_org = theta * dd, f2;
     double *q = e->vk, *nq = e->vk2;
     if (k) {
-        V_times(e, gz, q); /* −Vᵀd */
+        v_dot(e, NULL, n, gz, q); /* −Vᵀd */
         memcpy(nq, q, (size_t)p * sizeof(double));
         lu_solve(e->lu, e->piv, p, nq);
         f2 = theta * (dd - dot(q, nq, p));
@@ -558,18 +608,19 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
     Py_ssize_t n = e->n, k = e->k, p = 2 * k;
     double theta = e->theta;
     int every = nfree == n;
-    char *fr = e->free_;
-    Py_ssize_t *fi = e->fidx; /* the free variables from the front, the others from the back */
-    Py_ssize_t nf = 0, nx = n;
-    if (every) {
-        for (Py_ssize_t i = 0; i < n; i++) fi[i] = i;
-        nf = n;
-    } else {
+    /* the free variables from the front of fidx, the others from its back; NULL: all free */
+    Py_ssize_t *fi = NULL, nf = n;
+    if (!every) {
+        const char *fr = e->free_;
+        Py_ssize_t nx = n;
+        fi = e->fidx;
+        nf = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
             if (fr[i]) fi[nf++] = i;
             else fi[--nx] = i;
         }
     }
+#define IX(a) (fi ? fi[a] : (a))
     /* K = N − V̂ᵀV̂ (p × p) into kw, its LU into klu. V̂ᵀV̂ = V Vᵀ − (the fixed variables' part)
      * when fewer variables are fixed than free (L-BFGS-B's formk also updates rather than
      * recomputes), else summed over the free ones. */
@@ -579,18 +630,18 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
         const double *vr = VROW(e, r);
         for (Py_ssize_t c = r; c < p; c++) {
             const double *vc = VROW(e, c);
-            double s = 0.0;
+            double sum = 0.0;
             if (every) {
-                s = GAT(e, r, c);
+                sum = GAT(e, r, c);
             } else if (from_gram) {
                 double fixed = 0.0;
                 for (Py_ssize_t a = nf; a < n; a++) fixed += vr[fi[a]] * vc[fi[a]];
-                s = GAT(e, r, c) - fixed;
+                sum = GAT(e, r, c) - fixed;
             } else {
-                for (Py_ssize_t a = 0; a < nf; a++) s += vr[fi[a]] * vc[fi[a]];
+                for (Py_ssize_t a = 0; a < nf; a++) sum += vr[fi[a]] * vc[fi[a]];
             }
-            Ktmp[r * p + c] = NAT(e, r, c) - s;
-            Ktmp[c * p + r] = NAT(e, c, r) - s;
+            Ktmp[r * p + c] = NAT(e, r, c) - sum;
+            Ktmp[c * p + r] = NAT(e, c, r) - sum;
         }
     }
     if (lu_factor(Ktmp, p, p, K, e->kpiv)) return 1;
@@ -603,44 +654,29 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
         memcpy(v, e->vk, (size_t)p * sizeof(double));
         lu_solve(K, e->kpiv, p, v);
         double mt = -1.0 / theta;
-        for (Py_ssize_t a = 0; a < nf; a++) {
-            Py_ssize_t i = fi[a];
-            double s = 0.0;
-            for (Py_ssize_t r = 0; r < p; r++) s += VROW(e, r)[i] * v[r];
-            dh[a] = mt * s + mt * g[i];
-        }
+        vt_times(e, fi, nf, v, dh);
+        for (Py_ssize_t a = 0; a < nf; a++) dh[a] = mt * dh[a] + mt * g[IX(a)];
     } else {
         /* r̂ = θ V̂ w + (θ·tsum − 1) ĝ, w = N⁻¹c (e->vk3); d̂ = (r̂ + V̂ K⁻¹ V̂ᵀ r̂)/θ from xc */
         base = xc;
         double *r_ = e->zu; /* r̂ in fi's order */
-        const double *w = e->vk3;
         double cg = theta * tsum - 1.0;
-        for (Py_ssize_t a = 0; a < nf; a++) {
-            Py_ssize_t i = fi[a];
-            double s = 0.0;
-            if (have_w)
-                for (Py_ssize_t r = 0; r < p; r++) s += VROW(e, r)[i] * w[r];
-            r_[a] = have_w ? theta * s + cg * g[i] : -g[i];
+        if (have_w) {
+            vt_times(e, fi, nf, e->vk3, r_);
+            for (Py_ssize_t a = 0; a < nf; a++) r_[a] = theta * r_[a] + cg * g[IX(a)];
+        } else {
+            for (Py_ssize_t a = 0; a < nf; a++) r_[a] = -g[IX(a)];
         }
-        for (Py_ssize_t r = 0; r < p; r++) {
-            const double *vr = VROW(e, r);
-            double s = 0.0;
-            for (Py_ssize_t a = 0; a < nf; a++) s += vr[fi[a]] * r_[a];
-            v[r] = s;
-        }
+        v_dot(e, fi, nf, r_, v);
         lu_solve(K, e->kpiv, p, v);
         double it = 1.0 / theta;
-        for (Py_ssize_t a = 0; a < nf; a++) {
-            Py_ssize_t i = fi[a];
-            double s = 0.0;
-            for (Py_ssize_t r = 0; r < p; r++) s += VROW(e, r)[i] * v[r];
-            dh[a] = it * s + it * r_[a];
-        }
+        vt_times(e, fi, nf, v, dh);
+        for (Py_ssize_t a = 0; a < nf; a++) dh[a] = it * dh[a] + it * r_[a];
     }
     for (Py_ssize_t a = 0; a < nf; a++)
         if (!isfinite(dh[a])) return 1;
     double *d = e->dvec;
-    if (!e->constrained) {
+    if (!e->constrained) { /* every variable free */
         for (Py_ssize_t i = 0; i < n; i++) { z[i] = base[i] + dh[i]; d[i] = z[i] - x[i]; }
         *gd_out = dot(g, d, n);
         return 0;
@@ -648,7 +684,7 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
     /* project zu = base + Z d̂ on the box; the projection moves free variables only */
     double *zu = e->zu;
     memcpy(zu, base, (size_t)n * sizeof(double));
-    for (Py_ssize_t a = 0; a < nf; a++) zu[fi[a]] += dh[a];
+    for (Py_ssize_t a = 0; a < nf; a++) zu[IX(a)] += dh[a];
     const double *lo = e->lower, *hi = e->upper;
     int moved = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -663,7 +699,7 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
     Py_ssize_t ibd = 0;
     double best = INFINITY;
     for (Py_ssize_t a = 0; a < nf; a++) {
-        Py_ssize_t i = fi[a];
+        Py_ssize_t i = IX(a);
         double lf = lo[i], uf = hi[i], xf = xc[i];
         double dha = zu[i] - xf;
         dh[a] = dha;
@@ -681,14 +717,15 @@ static int subspace(Engine *e, const double *x, const double *g, const double *x
     }
     double alpha = fmin(1.0, best);
     memcpy(z, xc, (size_t)n * sizeof(double));
-    for (Py_ssize_t a = 0; a < nf; a++) z[fi[a]] = xc[fi[a]] + alpha * dh[a];
+    for (Py_ssize_t a = 0; a < nf; a++) z[IX(a)] = xc[IX(a)] + alpha * dh[a];
     if (alpha < 1.0) {
-        Py_ssize_t i = fi[ibd];
+        Py_ssize_t i = IX(ibd);
         z[i] = dh[ibd] > 0 ? hi[i] : lo[i];
     }
     for (Py_ssize_t i = 0; i < n; i++) d[i] = z[i] - x[i];
     *gd_out = dot(g, d, n);
     return 0;
+#undef IX
 }
 
 /* _max_step */
@@ -809,26 +846,23 @@ static PyObject *engine_iterate(Engine *e, PyObject *const *args, Py_ssize_t nar
         double tsum, gd_old;
         int first, have_w;
         double *d = e->dvec;
+        const double *xc = e->ymem; /* the Cauchy point */
         if (e->constrained || e->k == 0) {
-            cauchy(e, x, g, z, &nfree, &tsum, &first, &have_w);
+            cauchy(e, x, g, e->ymem, &nfree, &tsum, &first, &have_w);
         } else { /* L-BFGS: xc = x, every variable free */
-            memcpy(z, x, (size_t)n * sizeof(double));
-            memset(e->free_, 1, (size_t)n);
+            xc = x;
             nfree = n; tsum = 0.0; first = 1; have_w = 0;
-            V_times(e, g, e->vk);
+            v_dot(e, NULL, n, g, e->vk);
         }
         if (e->k && nfree) {
-            /* the Cauchy point is in z; the subspace step needs it apart from the result */
-            double *xc = e->ymem;
-            memcpy(xc, z, (size_t)n * sizeof(double));
             int r = subspace(e, x, g, xc, nfree, tsum, first, have_w, z, &gd_old);
-            if (r < 0) { PyBuffer_Release(&zb); Py_DECREF(zo); break; }
             if (r) { /* a factorization failed: forget the pairs, restart from −g */
                 PyBuffer_Release(&zb); Py_DECREF(zo);
                 engine_reset(e);
                 continue;
             }
         } else {
+            memcpy(z, xc, (size_t)n * sizeof(double));
             for (Py_ssize_t i = 0; i < n; i++) d[i] = z[i] - x[i];
             gd_old = dot(g, d, n);
         }
@@ -954,7 +988,7 @@ static PyObject *engine_update(Engine *e, PyObject *const *args, Py_ssize_t narg
         for (Py_ssize_t i = 0; i < n; i++) d[i] = stp * d[i];
     }
     if (sty <= e->eps * gts) Py_RETURN_FALSE;
-    if (!mem_update(e, d, y, sty, stp * stp * e->dtd, dot(y, y, n))) {
+    if (!mem_update(e, d, y, sty, stp * stp * e->dtd)) {
         engine_reset(e);
         Py_RETURN_FALSE;
     }
