@@ -297,3 +297,20 @@ def test_engine_object_checks_its_arguments_and_state():
     assert eng.k == 0 and eng.theta == 1.0
     with pytest.raises(ValueError, match="x must be a float64 array of 2 values"):
         eng.pgnorm(np.zeros(3), np.zeros(3))
+
+
+@needs_core
+def test_minimize_passes_the_engine_option_and_checks_it():
+    from scipy.optimize import minimize as scipy_minimize
+    from scipy.optimize import rosen, rosen_der
+
+    x0, bounds = np.zeros(5), [(-1.0, 0.7)] * 5
+    ref = scipy_minimize(rosen, x0, method="L-BFGS-B", jac=rosen_der, bounds=bounds)
+    for engine in ("c", "numpy", "auto"):
+        res = optkit.minimize(
+            rosen, x0, method="L-BFGS-B", jac=rosen_der, bounds=bounds, options={"engine": engine}
+        )
+        assert (res.nit, res.nfev, res.message) == (ref.nit, ref.nfev, ref.message)
+        np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="engine"):
+        optkit.minimize(rosen, x0, method="L-BFGS-B", jac=rosen_der, options={"engine": "f77"})

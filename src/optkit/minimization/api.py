@@ -112,6 +112,7 @@ OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "line_search": lambda n, v: check_choice(n, v, ("strong-wolfe", "armijo")),
     "c1": lambda n, v: check_number(n, v, 0.0, 1.0, low_open=True, high_open=True),
     "c2": lambda n, v: check_number(n, v, 0.0, 1.0, low_open=True, high_open=True),
+    "engine": lambda n, v: check_choice(n, v, ("auto", "c", "numpy")),
 }
 
 #: optkit's earlier option names, accepted as aliases of SciPy's (used by existing callers:
@@ -275,6 +276,7 @@ def _run_lbfgsb(objective, x0, o, report, bounds=None) -> LoopResult:
         maxfun=o["maxfun"],
         maxls=o["maxls"],
         callback=callback if report is not None else None,
+        engine=o.get("engine", "auto"),
         _trace=trace,
     )
     status = Status.CALLBACK if stopped else Status(int(r.status))
@@ -408,6 +410,7 @@ METHODS: dict[str, Method] = {
                 "iprint": -1,
                 "disp": False,
                 "record": False,
+                "engine": "auto",
             },
             lambda n: 15000,
             _run_lbfgsb,
