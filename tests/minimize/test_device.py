@@ -12,7 +12,7 @@ from optkit.problems import PROBLEMS
 from ..devices import tolerance
 
 F64 = torch.float64
-METHODS = ["gd", "adam", "newton", "newton-cg", "bfgs", "lbfgs"]
+METHODS = ["gd", "adam", "newton", "newton-cg", "bfgs", "lbfgs", "L-BFGS-B"]
 
 
 def rosen(x):

@@ -346,7 +346,8 @@ class CompactLBFGS:
         dtype: NumPy (or torch) float dtype of the pairs.
 
     Attributes:
-        k: Pairs held. theta: θ. V, N: as above (views of the buffers).
+        k: Pairs held. theta: θ. V, N: as above (views of the buffers). G: the Gram matrix
+            V Vᵀ in N's layout, updated per pair (the subspace step's K = N − V̂ᵀV̂ from it).
         S, Y: ``(k, n)`` views of the pairs, oldest first. D: ``D[i] = sᵢᵀyᵢ``.
         L: ``L[i, j] = sᵢᵀyⱼ`` for i > j, else 0. SS: ``SᵀS``. SY: L + diag(D).
         Wt: Wᵀ = [Y; θS] (2k × n), BLNZ's W (computed on access).
@@ -362,6 +363,7 @@ class CompactLBFGS:
         self._amax = getattr(blas, f"i{self._gemv.prefix}amax")  # i?amax: no prefix-free name
         self._V = np.zeros((4 * m, n), dt)
         self._N = np.zeros((4 * m, 4 * m), dt)
+        self._G = np.zeros((4 * m, 4 * m), dt)  # V Vᵀ in N's layout
         self._D = np.zeros(2 * m, dt)
         self._N_yy = self._N.reshape(-1)[:: 8 * m + 2]  # the −θDᵢ, _N[2i, 2i], as a view
         self.reset()
@@ -370,7 +372,7 @@ class CompactLBFGS:
         """Forget every pair: B = I."""
         self.k = self._start = 0  # the window: pairs _start … _start + k − 1 of the buffers
         self.theta = 1.0
-        self.V, self.N = self._V[:0], self._N[:0, :0]
+        self.V, self.N, self.G = self._V[:0], self._N[:0, :0], self._G[:0, :0]
         self.lu = self.piv = None
 
     @property
@@ -406,28 +408,33 @@ class CompactLBFGS:
         """Append the pair (s, y) with sᵀy, sᵀs, yᵀy given; False when N is singular.
 
         ``s`` and ``y`` must not be views of this memory's pairs (they are copied in last)."""
-        V, N, D = self._V, self._N, self._D
+        V, N, G, D = self._V, self._N, self._G, self._D
         o, k = self._start, self.k
         if k == self.m:  # drop the oldest pair
             o, k = o + 1, k - 1
         if o + k == 2 * self.m:  # the window at the buffers' end: move it to their start
             i0, i = 2 * o, 2 * (o + k)
             V[: i - i0], N[: i - i0, : i - i0], D[:k] = V[i0:i], N[i0:i, i0:i], D[o : o + k]
+            G[: i - i0, : i - i0] = G[i0:i, i0:i]
             o = 0
         i0, i = 2 * o, 2 * (o + k)  # the window's first row; the new pair's rows i (y), i + 1 (s)
-        # row i + 1 of N: L[k, j] = sᵀyⱼ and sⱼᵀs in the columns of pair j; row i: 0 (L is
-        # strictly lower); the columns i, i + 1 by symmetry
+        V[i], V[i + 1] = y, s
+        # rows i, i + 1 of V Vᵀ (the new pair's own products included), the columns by symmetry
+        G[i : i + 2, i0 : i + 2] = V[i : i + 2] @ V[i0 : i + 2].T
+        G[i0 : i + 2, i : i + 2] = G[i : i + 2, i0 : i + 2].T
+        # row i + 1 of N: L[k, j] = sᵀyⱼ and sⱼᵀs in the columns of pair j (G's row i + 1 there);
+        # row i: 0 (L is strictly lower); the columns i, i + 1 by symmetry
         N[i, i0:i] = 0.0
-        np.dot(V[i0:i], s, out=N[i + 1, i0:i])
+        N[i + 1, i0:i] = G[i + 1, i0:i]
         N[i0:i, i : i + 2] = N[i : i + 2, i0:i].T
         N[i, i + 1] = N[i + 1, i] = 0.0
         N[i + 1, i + 1] = sts
         D[o + k] = sty
-        V[i], V[i + 1] = y, s
         self._start, self.k = o, k + 1
         self.theta = theta = yty / sty
         np.multiply(D[o : o + k + 1], -theta, out=self._N_yy[o : o + k + 1])
         self.V, self.N = V[i0 : i + 2], N[i0 : i + 2, i0 : i + 2]
+        self.G = G[i0 : i + 2, i0 : i + 2]
         self.lu, self.piv, info = self._getrf(self.N)
         return info == 0 and math.isfinite(theta)
 
@@ -574,7 +581,15 @@ def _subspace_step(x, g, box: _Box, xc, free, nfree, tsum, q, w, mem: CompactLBF
     theta, V, dot, gemv = mem.theta, mem.V, mem._dot, mem._gemv
     every = nfree == x.size  # all free: no gather / scatter
     Vf, gf = (V, g) if every else (V.compress(free, axis=1), g[free])  # V̂ᵀ, ĝ
-    K = mem._gemm(-1.0, Vf.T, Vf.T, 1.0, mem.N, 1)  # N − V̂ᵀV̂, Fortran-ordered
+    # K = N − V̂ᵀV̂: from the Gram matrix V Vᵀ kept by the memory, less the fixed variables'
+    # part when they are fewer than the free ones (as the C engine), else by one gemm
+    if every:
+        K = mem.N - mem.G
+    elif 2 * nfree > x.size:
+        Vx = V.compress(~free, axis=1)
+        K = mem._gemm(1.0, Vx.T, Vx.T, 1.0, mem.N - mem.G, 1)
+    else:
+        K = mem._gemm(-1.0, Vf.T, Vf.T, 1.0, mem.N, 1)  # N − V̂ᵀV̂, Fortran-ordered
     mtheta = -1.0 / theta
     if q is not None:
         # xc on the first segment: the variables not free are at x there, so the model's
