@@ -314,3 +314,24 @@ def test_minimize_passes_the_engine_option_and_checks_it():
         np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="engine"):
         optkit.minimize(rosen, x0, method="L-BFGS-B", jac=rosen_der, options={"engine": "f77"})
+
+
+@needs_core
+def test_engine_update_uses_each_accepted_step_once():
+    import functools
+
+    from optkit.minimization import _lbfgsb_core
+
+    n = 3
+    A = np.diag([1.0, 2.0, 3.0])
+    ev = lambda x: (float(0.5 * x @ A @ x), A @ x)  # noqa: E731
+    eng = _lbfgsb_core.Engine(
+        np.full(n, -np.inf), np.full(n, np.inf), 5, functools.partial(np.empty, n), np.asarray
+    )
+    x = np.ones(n)
+    f, g = ev(x)
+    assert eng.update(g, g) is False  # nothing accepted yet
+    xt, ft, gt = eng.iterate(ev, x, f, g, True, 20)
+    assert ft < f and ft == ev(xt)[0] and eng.k == 0
+    assert eng.update(g, gt) is True and eng.k == 1
+    assert eng.update(g, gt) is False and eng.k == 1  # the same step again: ignored

@@ -269,8 +269,9 @@ typedef struct {
     char *free_;
     Py_ssize_t *fidx;
     Brk *brk;
-    /* the last iteration, for update() */
+    /* the last iteration, for update() (pending: one accepted step not yet used) */
     double stp, gd, gd_old, dtd;
+    int pending;
     MT mt;
     PyObject *empty;   /* callable: a new float64 array of length n */
     PyObject *as_f64;  /* callable: an array as contiguous float64 */
@@ -945,7 +946,7 @@ static PyObject *engine_iterate(Engine *e, PyObject *const *args, Py_ssize_t nar
             engine_reset(e);
             continue;
         }
-        e->stp = stp; e->gd = gd; e->gd_old = gd_old; e->dtd = dtd;
+        e->stp = stp; e->gd = gd; e->gd_old = gd_old; e->dtd = dtd; e->pending = 1;
         result = PyTuple_New(3);
         if (result == NULL) { Py_DECREF(xt_acc); Py_DECREF(gt_acc); break; }
         PyTuple_SET_ITEM(result, 0, xt_acc);
@@ -960,6 +961,21 @@ static PyObject *engine_iterate(Engine *e, PyObject *const *args, Py_ssize_t nar
     return result;
 }
 
+/* A method's two array arguments as buffers of n float64 values (after ready()). */
+static int two_bufs(Engine *e, PyObject *const *args, Py_ssize_t nargs, const char *method,
+                    Py_ssize_t n, int writable, Py_buffer *a, const char *wa, Py_buffer *b,
+                    const char *wb)
+{
+    if (!ready(e)) return -1;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s takes 2 arguments", method);
+        return -1;
+    }
+    if (get_buf(args[0], a, n, writable, wa) < 0) return -1;
+    if (get_buf(args[1], b, n, writable, wb) < 0) { PyBuffer_Release(a); return -1; }
+    return 0;
+}
+
 PyDoc_STRVAR(update_doc,
 "update(g_old, g)\n--\n\n"
 "The curvature pair of the last iteration: s = stp·d, y = g − g_old; skipped when\n"
@@ -967,14 +983,13 @@ PyDoc_STRVAR(update_doc,
 
 static PyObject *engine_update(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!ready(e)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "update takes 2 arguments");
-        return NULL;
-    }
     Py_buffer ob, nb;
-    if (get_buf(args[0], &ob, e->n, 0, "g_old") < 0) return NULL;
-    if (get_buf(args[1], &nb, e->n, 0, "g") < 0) { PyBuffer_Release(&ob); return NULL; }
+    if (two_bufs(e, args, nargs, "update", e->n, 0, &ob, "g_old", &nb, "g") < 0) return NULL;
+    if (!e->pending) { /* no accepted step since the last update */
+        PyBuffer_Release(&ob); PyBuffer_Release(&nb);
+        Py_RETURN_FALSE;
+    }
+    e->pending = 0;
     const double *g0 = ob.buf, *g1 = nb.buf;
     double *y = e->ymem, *d = e->dvec;
     Py_ssize_t n = e->n;
@@ -997,14 +1012,8 @@ static PyObject *engine_update(Engine *e, PyObject *const *args, Py_ssize_t narg
 
 static PyObject *engine_pgnorm(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!ready(e)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "pgnorm takes 2 arguments");
-        return NULL;
-    }
     Py_buffer xb, gb;
-    if (get_buf(args[0], &xb, e->n, 0, "x") < 0) return NULL;
-    if (get_buf(args[1], &gb, e->n, 0, "g") < 0) { PyBuffer_Release(&xb); return NULL; }
+    if (two_bufs(e, args, nargs, "pgnorm", e->n, 0, &xb, "x", &gb, "g") < 0) return NULL;
     double v = pg_norm(e, xb.buf, gb.buf);
     PyBuffer_Release(&xb); PyBuffer_Release(&gb);
     return PyFloat_FromDouble(v);
@@ -1016,14 +1025,8 @@ PyDoc_STRVAR(pairs_doc,
 
 static PyObject *engine_pairs(Engine *e, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!ready(e)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "pairs takes 2 arguments");
-        return NULL;
-    }
     Py_buffer sb, yb;
-    if (get_buf(args[0], &sb, e->n * e->k, 1, "S") < 0) return NULL;
-    if (get_buf(args[1], &yb, e->n * e->k, 1, "Y") < 0) { PyBuffer_Release(&sb); return NULL; }
+    if (two_bufs(e, args, nargs, "pairs", e->n * e->k, 1, &sb, "S", &yb, "Y") < 0) return NULL;
     for (Py_ssize_t j = 0; j < e->k; j++) {
         memcpy((double *)yb.buf + j * e->n, VROW(e, 2 * j), (size_t)e->n * sizeof(double));
         memcpy((double *)sb.buf + j * e->n, VROW(e, 2 * j + 1), (size_t)e->n * sizeof(double));
