@@ -950,6 +950,9 @@ def minimize_lbfgsb(
         callback: ``callback(intermediate_result)`` after each iteration, with an
             :class:`OptimizeResult` holding ``x`` (x0's shape and kind) and ``fun``; raising
             ``StopIteration`` ends the run with status 99. Its return value is ignored (SciPy).
+        engine: ``"auto"`` (the C engine for float64 where it is built, else NumPy's), ``"c"``
+            (float64 only; RuntimeError where it is not built) or ``"numpy"`` (module
+            docstring, "Two engines, one algorithm").
 
     Returns:
         An :class:`OptimizeResult` with x (x0's shape and kind: an array, or a tensor on x0's
@@ -960,7 +963,8 @@ def minimize_lbfgsb(
 
     Raises:
         ValueError: Bounds of the wrong shape, NaN in them, ``lower > upper``, ``lower = +inf``
-            or ``upper = -inf``, a non-finite x0, or an option out of range.
+            or ``upper = -inf``, a non-finite x0, an option out of range, or ``engine="c"``
+            with a dtype other than float64.
 
     Example:
         >>> import torch
