@@ -1076,10 +1076,86 @@ static PyTypeObject EngineType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* --- optkit's lbfgs: the two-loop recursion ------------------------------------------------- */
+
+PyDoc_STRVAR(two_loop_doc,
+"two_loop(q, pairs, gamma)\n--\n\n"
+"q ← H q in place, H the L-BFGS matrix of pairs [(s, y, rho), oldest first] on H0 = gamma·I:\n"
+"directions.two_loop's recursion (Nocedal & Wright, Algorithm 7.4) on float64 vectors.");
+
+static PyObject *two_loop(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "two_loop takes 3 arguments");
+        return NULL;
+    }
+    double gamma = PyFloat_AsDouble(args[2]);
+    if (gamma == -1.0 && PyErr_Occurred()) return NULL;
+    Py_buffer qb;
+    if (PyObject_GetBuffer(args[0], &qb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        return NULL;
+    Py_ssize_t n = qb.len / 8;
+    if (qb.itemsize != 8 || qb.format == NULL || strcmp(qb.format, "d") != 0) {
+        PyBuffer_Release(&qb);
+        PyErr_SetString(PyExc_ValueError, "q must be a writable float64 array");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[1], "pairs must be a sequence of (s, y, rho)");
+    if (seq == NULL) { PyBuffer_Release(&qb); return NULL; }
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer *sb = PyMem_Calloc((size_t)(2 * k + 1), sizeof(Py_buffer));
+    double *rho = PyMem_Malloc((size_t)(2 * k + 1) * sizeof(double)), *alpha = rho + k;
+    PyObject *result = NULL;
+    Py_ssize_t got = 0; /* buffers acquired (s and y of pairs 0 … got/2 − 1) */
+    if (sb == NULL || rho == NULL) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, j);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+            PyErr_SetString(PyExc_TypeError, "pairs must hold (s, y, rho) tuples");
+            goto done;
+        }
+        if (get_buf(PyTuple_GET_ITEM(t, 0), &sb[got], n, 0, "s") < 0) goto done;
+        got++;
+        if (get_buf(PyTuple_GET_ITEM(t, 1), &sb[got], n, 0, "y") < 0) goto done;
+        got++;
+        rho[j] = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 2));
+        if (rho[j] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    double *q = qb.buf;
+    for (Py_ssize_t j = k - 1; j >= 0; j--) {
+        const double *sj = sb[2 * j].buf, *yj = sb[2 * j + 1].buf;
+        double a = rho[j] * dot(sj, q, n);
+        alpha[j] = a;
+        for (Py_ssize_t i = 0; i < n; i++) q[i] += -a * yj[i];
+    }
+    for (Py_ssize_t i = 0; i < n; i++) q[i] *= gamma;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        const double *sj = sb[2 * j].buf, *yj = sb[2 * j + 1].buf;
+        double c = alpha[j] - rho[j] * dot(yj, q, n);
+        for (Py_ssize_t i = 0; i < n; i++) q[i] += c * sj[i];
+    }
+    Py_INCREF(args[0]);
+    result = args[0];
+done:
+    for (Py_ssize_t j = 0; j < got; j++) PyBuffer_Release(&sb[j]);
+    PyMem_Free(sb);
+    PyMem_Free(rho);
+    Py_DECREF(seq);
+    PyBuffer_Release(&qb);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"two_loop", (PyCFunction)(void (*)(void))two_loop, METH_FASTCALL, two_loop_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "_lbfgsb_core",
-    "The L-BFGS-B iteration in C (optkit.minimization.lbfgsb's float64 engine).", -1, NULL,
-    NULL, NULL, NULL, NULL,
+    "L-BFGS in C for float64: the L-BFGS-B iteration (optkit.minimization.lbfgsb's C engine) "
+    "and the two-loop recursion of optkit's lbfgs (directions.two_loop).",
+    -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__lbfgsb_core(void)
