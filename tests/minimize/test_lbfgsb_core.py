@@ -316,20 +316,20 @@ def test_minimize_passes_the_engine_option_and_checks_it():
         optkit.minimize(rosen, x0, method="L-BFGS-B", jac=rosen_der, options={"engine": "f77"})
 
 
-@needs_core
-def test_engine_update_uses_each_accepted_step_once():
-    import functools
+@pytest.mark.parametrize("which", ["c", "numpy"])
+def test_engine_update_uses_each_accepted_step_once(which):
+    from optkit.minimization.lbfgsb import _Box, _engine
 
-    from optkit.minimization import _lbfgsb_core
-
+    if which == "c" and not HAVE_CORE:
+        pytest.skip("the C engine is not built")
     n = 3
     A = np.diag([1.0, 2.0, 3.0])
     ev = lambda x: (float(0.5 * x @ A @ x), A @ x)  # noqa: E731
-    eng = _lbfgsb_core.Engine(
-        np.full(n, -np.inf), np.full(n, np.inf), 5, functools.partial(np.empty, n), np.asarray
-    )
+    eng = _engine(which, _Box(np.full(n, -np.inf), np.full(n, np.inf)), 5, np.dtype(np.float64))
+    assert eng.c == (which == "c")
     x = np.ones(n)
     f, g = ev(x)
+    eng.pgnorm(x, g)
     assert eng.update(g, g) is False  # nothing accepted yet
     xt, ft, gt = eng.iterate(ev, x, f, g, True, 20)
     assert ft < f and ft == ev(xt)[0] and eng.k == 0

@@ -690,6 +690,7 @@ class _NumpyEngine:
         self.mem = CompactLBFGS(box.lower.size, m, dtype)
         self.search = MoreThuente()
         self._xl = (None, None, None)  # (x, x − l, x − u) of the last pgnorm
+        self._last = None  # (d, stp, gᵀd, gᵀd at x, dᵀd) of the last accepted step
 
     @property
     def k(self) -> int:
@@ -782,7 +783,9 @@ class _NumpyEngine:
             return xt, ft, gt
 
     def update(self, g_old: np.ndarray, g: np.ndarray) -> bool:
-        d, stp, gd, gd_old, dtd = self._last
+        if self._last is None:  # no accepted step since the last update
+            return False
+        (d, stp, gd, gd_old, dtd), self._last = self._last, None
         mem = self.mem
         y = g - g_old
         if stp == 1.0:
