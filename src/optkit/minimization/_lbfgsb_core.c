@@ -286,7 +286,8 @@ static void engine_dealloc(Engine *e)
 {
     PyMem_Free(e->lower); PyMem_Free(e->upper);
     PyMem_Free(e->V); PyMem_Free(e->N); PyMem_Free(e->G); PyMem_Free(e->D);
-    PyMem_Free(e->lu); PyMem_Free(e->piv); PyMem_Free(e->klu); PyMem_Free(e->kw); PyMem_Free(e->kpiv);
+    PyMem_Free(e->lu); PyMem_Free(e->piv);
+    PyMem_Free(e->klu); PyMem_Free(e->kw); PyMem_Free(e->kpiv);
     PyMem_Free(e->t); PyMem_Free(e->gz); PyMem_Free(e->dvec); PyMem_Free(e->dhat);
     PyMem_Free(e->zu); PyMem_Free(e->ymem); PyMem_Free(e->vk); PyMem_Free(e->vk2);
     PyMem_Free(e->vk3); PyMem_Free(e->P); PyMem_Free(e->Pc); PyMem_Free(e->C);
@@ -342,7 +343,8 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->G = PyMem_Calloc((size_t)(16 * m * m), sizeof(double));
     e->D = PyMem_Calloc((size_t)(2 * m), sizeof(double));
     e->lu = PyMem_Malloc(md * 2 * m); e->piv = PyMem_Malloc((size_t)(2 * m) * sizeof(int));
-    e->klu = PyMem_Malloc(md * 2 * m); e->kw = PyMem_Malloc(md * 2 * m); e->kpiv = PyMem_Malloc((size_t)(2 * m) * sizeof(int));
+    e->klu = PyMem_Malloc(md * 2 * m); e->kw = PyMem_Malloc(md * 2 * m);
+    e->kpiv = PyMem_Malloc((size_t)(2 * m) * sizeof(int));
     e->t = PyMem_Malloc(nd); e->gz = PyMem_Malloc(nd); e->dvec = PyMem_Malloc(nd);
     e->dhat = PyMem_Malloc(nd); e->zu = PyMem_Malloc(nd); e->ymem = PyMem_Malloc(nd);
     e->vk = PyMem_Malloc(md); e->vk2 = PyMem_Malloc(md); e->vk3 = PyMem_Malloc(md);
@@ -350,8 +352,8 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->free_ = PyMem_Malloc((size_t)n);
     e->fidx = PyMem_Malloc((size_t)(n + 1) * sizeof(Py_ssize_t));
     e->brk = PyMem_Malloc((size_t)n * sizeof(*e->brk));
-    if (!e->lower || !e->upper || !e->V || !e->N || !e->G || !e->D || !e->lu || !e->piv || !e->klu || !e->kw ||
-        !e->kpiv || !e->t || !e->gz || !e->dvec || !e->dhat || !e->zu || !e->ymem || !e->vk ||
+    if (!e->lower || !e->upper || !e->V || !e->N || !e->G || !e->D || !e->lu || !e->piv ||
+        !e->klu || !e->kw || !e->kpiv || !e->t || !e->gz || !e->dvec || !e->dhat || !e->zu || !e->ymem || !e->vk ||
         !e->vk2 || !e->vk3 || !e->P || !e->Pc || !e->C || !e->free_ || !e->fidx || !e->brk) {
         PyBuffer_Release(&bl); PyBuffer_Release(&bu);
         PyErr_NoMemory();
