@@ -353,8 +353,9 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->fidx = PyMem_Malloc((size_t)(n + 1) * sizeof(Py_ssize_t));
     e->brk = PyMem_Malloc((size_t)n * sizeof(*e->brk));
     if (!e->lower || !e->upper || !e->V || !e->N || !e->G || !e->D || !e->lu || !e->piv ||
-        !e->klu || !e->kw || !e->kpiv || !e->t || !e->gz || !e->dvec || !e->dhat || !e->zu || !e->ymem || !e->vk ||
-        !e->vk2 || !e->vk3 || !e->P || !e->Pc || !e->C || !e->free_ || !e->fidx || !e->brk) {
+        !e->klu || !e->kw || !e->kpiv || !e->t || !e->gz || !e->dvec || !e->dhat || !e->zu ||
+        !e->ymem || !e->vk || !e->vk2 || !e->vk3 || !e->P || !e->Pc || !e->C || !e->free_ ||
+        !e->fidx || !e->brk) {
         PyBuffer_Release(&bl); PyBuffer_Release(&bu);
         PyErr_NoMemory();
         return -1;
