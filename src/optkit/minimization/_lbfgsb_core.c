@@ -97,15 +97,21 @@ typedef struct {
     int brackt, stage;
 } MT;
 
+/* The cubic's γ = s·√(max((θ/s)² − (a/s)(b/s), 0)), s = max(|θ|, |a|, |b|) (dcstep's cases). */
+static double cubic_gamma(double theta, double a, double b)
+{
+    double s = fmax(fmax(fabs(theta), fabs(a)), fabs(b));
+    return s * sqrt(fmax((theta / s) * (theta / s) - (a / s) * (b / s), 0.0));
+}
+
 static void dcstep(double *stx, double *fx, double *dx, double *sty, double *fy, double *dy,
                    double *stp, double fp, double dp, int *brackt, double stpmin, double stpmax)
 {
     double sgnd = (*dx != 0.0) ? dp * (*dx / fabs(*dx)) : NAN;
-    double theta, s, gamma, p, q, r, stpc, stpq, stpf;
+    double theta, gamma, p, q, r, stpc, stpq, stpf;
     if (fp > *fx) { /* case 1 */
         theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
-        s = fmax(fmax(fabs(theta), fabs(*dx)), fabs(dp));
-        gamma = s * sqrt(fmax((theta / s) * (theta / s) - (*dx / s) * (dp / s), 0.0));
+        gamma = cubic_gamma(theta, *dx, dp);
         if (*stp < *stx) gamma = -gamma;
         p = (gamma - *dx) + theta;
         q = ((gamma - *dx) + gamma) + dp;
@@ -115,8 +121,7 @@ static void dcstep(double *stx, double *fx, double *dx, double *sty, double *fy,
         *brackt = 1;
     } else if (sgnd < 0.0) { /* case 2 */
         theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
-        s = fmax(fmax(fabs(theta), fabs(*dx)), fabs(dp));
-        gamma = s * sqrt(fmax((theta / s) * (theta / s) - (*dx / s) * (dp / s), 0.0));
+        gamma = cubic_gamma(theta, *dx, dp);
         if (*stp > *stx) gamma = -gamma;
         p = (gamma - dp) + theta;
         q = ((gamma - dp) + gamma) + *dx;
@@ -126,8 +131,7 @@ static void dcstep(double *stx, double *fx, double *dx, double *sty, double *fy,
         *brackt = 1;
     } else if (fabs(dp) < fabs(*dx)) { /* case 3 */
         theta = 3.0 * (*fx - fp) / (*stp - *stx) + *dx + dp;
-        s = fmax(fmax(fabs(theta), fabs(*dx)), fabs(dp));
-        gamma = s * sqrt(fmax(0.0, (theta / s) * (theta / s) - (*dx / s) * (dp / s)));
+        gamma = cubic_gamma(theta, *dx, dp);
         if (*stp > *stx) gamma = -gamma;
         p = (gamma - dp) + theta;
         q = (gamma + (*dx - dp)) + gamma;
@@ -147,8 +151,7 @@ static void dcstep(double *stx, double *fx, double *dx, double *sty, double *fy,
     } else { /* case 4 */
         if (*brackt) {
             theta = 3.0 * (fp - *fy) / (*sty - *stp) + *dy + dp;
-            s = fmax(fmax(fabs(theta), fabs(*dy)), fabs(dp));
-            gamma = s * sqrt(fmax((theta / s) * (theta / s) - (*dy / s) * (dp / s), 0.0));
+            gamma = cubic_gamma(theta, *dy, dp);
             if (*stp > *sty) gamma = -gamma;
             p = (gamma - dp) + theta;
             q = ((gamma - dp) + gamma) + *dy;

@@ -244,10 +244,9 @@ def _run_lbfgsb(objective, x0, o, report, bounds=None) -> LoopResult:
     L-BFGS-B's line search and stopping tests, as SciPy's ``L-BFGS-B`` without bounds)."""
     from .lbfgsb import minimize_lbfgsb
 
-    if bounds is None:
+    if bounds is None:  # (minimize_lbfgsb casts the bounds to x0's dtype)
         n = x0.size if isinstance(x0, np.ndarray) else x0.numel()
-        dtype = x0.dtype if isinstance(x0, np.ndarray) else x0.cpu().numpy().dtype
-        lower, upper = np.full(n, -np.inf, dtype), np.full(n, np.inf, dtype)
+        lower, upper = np.full(n, -np.inf), np.full(n, np.inf)
     else:
         lower, upper = (b.cpu().numpy() for b in bounds)  # the iteration runs in NumPy
         if isinstance(objective, CallableObjective):  # finite differences stay inside the box
